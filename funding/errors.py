@@ -1,0 +1,84 @@
+"""The one error tree of settlekeeper.
+
+::
+
+    SettlekeeperError
+    ├── RetryableError            try again later; nothing is known to have gone wrong for good
+    │   ├── TransportError        connection refused/reset, timeout, truncated body
+    │   ├── RateLimitedError      HTTP 429 (carries the reset time when Alpaca sent one)
+    │   ├── ServerError           HTTP 5xx
+    │   └── RedisUnavailableError
+    └── PermanentError            retrying the same call cannot succeed; a person or a re-plan must act
+        ├── ConfigError           a bad SETTLEKEEPER_* setting (named in the message)
+        ├── ClientError           HTTP 4xx other than 429 (carries Alpaca's ``code``)
+        │   ├── IdempotencyConflictError   same Idempotency-Key, different body (422)
+        │   └── NotFoundError     404, e.g. an unknown account or transfer
+        └── MalformedDataError    a payload that does not parse (bad JSON, non-decimal amount)
+
+Retry code catches exactly :class:`RetryableError`. Messages carry what a person needs to act (the
+request, the account, the amount, Alpaca's code) and never a credential.
+"""
+
+from __future__ import annotations
+
+
+class SettlekeeperError(Exception):
+    """Root of every error settlekeeper raises on purpose."""
+
+
+class RetryableError(SettlekeeperError):
+    """A transient failure: the same operation may succeed later."""
+
+
+class TransportError(RetryableError):
+    """The request did not get a complete HTTP answer (connect, reset, timeout)."""
+
+
+class ServerError(RetryableError):
+    """The server answered 5xx."""
+
+    def __init__(self, message: str, *, status: int, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RateLimitedError(RetryableError):
+    """The server answered 429; ``reset_at`` is the unix time the window resets, when known."""
+
+    def __init__(self, message: str, *, reset_at: float | None = None) -> None:
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class RedisUnavailableError(RetryableError):
+    """Redis did not answer."""
+
+
+class PermanentError(SettlekeeperError):
+    """Retrying the same call cannot succeed."""
+
+
+class ConfigError(PermanentError):
+    """A setting is missing or invalid; the message names the ``SETTLEKEEPER_*`` variable."""
+
+
+class ClientError(PermanentError):
+    """The server refused the request with a 4xx other than 429."""
+
+    def __init__(self, message: str, *, status: int, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class NotFoundError(ClientError):
+    """404: the named account, transfer, journal or settlement does not exist."""
+
+
+class IdempotencyConflictError(ClientError):
+    """422: the Idempotency-Key was used before with a different body."""
+
+
+class MalformedDataError(PermanentError):
+    """A payload could not be parsed into the model it claims to be."""

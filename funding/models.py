@@ -1,0 +1,240 @@
+"""Wire models of the Broker API (broker-api.md Part B), tolerant of what Alpaca may add.
+
+Unknown fields are kept (``extra="allow"``); an unknown enum value parses into a pseudo-member named
+``UNKNOWN`` that keeps the raw value, so the caller can log and count it instead of crashing.
+Amounts are :class:`~decimal.Decimal`; a float amount is refused (parse JSON with
+:func:`funding.money.loads_exact`, which turns JSON numbers into Decimals).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Self
+from uuid import UUID
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from funding.money import parse_money
+
+
+class TolerantEnum(StrEnum):
+    """A string enum that maps an unknown value to a pseudo-member named ``UNKNOWN``."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self:
+        member = str.__new__(cls, str(value))
+        member._name_ = "UNKNOWN"
+        member._value_ = str(value)
+        return member
+
+    @property
+    def known(self) -> bool:
+        """False for a value this version of settlekeeper has never heard of."""
+        return self._name_ != "UNKNOWN"
+
+
+class IFStatus(TolerantEnum):
+    PENDING = "PENDING"
+    EXECUTED = "EXECUTED"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    FAILED = "FAILED"
+
+    @property
+    def final(self) -> bool:
+        """Settled, canceled or failed: nothing more will happen to the transfer."""
+        return self in (IFStatus.COMPLETED, IFStatus.CANCELED, IFStatus.FAILED)
+
+
+class SettlementStatus(TolerantEnum):
+    PENDING = "PENDING"
+    AWAITING_ADDITIONAL_FUNDS = "AWAITING_ADDITIONAL_FUNDS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def in_progress(self) -> bool:
+        return self in (SettlementStatus.PENDING, SettlementStatus.AWAITING_ADDITIONAL_FUNDS)
+
+
+class JournalStatus(TolerantEnum):
+    QUEUED = "queued"
+    SENT_TO_CLEARING = "sent_to_clearing"
+    PENDING = "pending"
+    EXECUTED = "executed"
+    ACTIVITY_CREATED = "activity_created"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+    REFUSED = "refused"
+    DELETED = "deleted"
+    CORRECT = "correct"
+
+
+class FeeType(TolerantEnum):
+    PARTNER = "partner"
+    ALPACA = "alpaca"
+
+
+Amount = Annotated[Decimal, BeforeValidator(parse_money)]
+"""A money amount: decimal string, integer or Decimal; never a float."""
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: frozen, keeps unknown fields."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Interest(WireModel):
+    id: UUID
+    date: date
+    amount: Amount
+    status: IFStatus
+    created_at: datetime
+    reconciled_at: datetime | None = None
+
+
+class IFFee(WireModel):
+    id: UUID
+    amount: Amount
+    type: FeeType
+
+
+class InstantFunding(WireModel):
+    """``InstantFunding``: one instant-funding transfer."""
+
+    id: UUID
+    account_no: str
+    source_account_no: str
+    amount: Amount
+    status: IFStatus
+    system_date: date
+    deadline: date
+    created_at: datetime
+    remaining_payable: Amount
+    total_interest: Amount
+    interests: list[Interest] = Field(default_factory=list)
+    fees: list[IFFee] = Field(default_factory=list)
+
+
+class Settlement(WireModel):
+    """``SettlementResponse``."""
+
+    id: UUID
+    status: SettlementStatus
+    total_amount: Amount
+    interest_amount: Amount | None = None
+    source_account_number: str | None = None
+    reason: str | None = None
+    additional_info: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+
+
+class Journal(WireModel):
+    id: UUID
+    entry_type: str
+    from_account: UUID
+    to_account: UUID
+    net_amount: Amount | None = None
+    status: JournalStatus
+    description: str | None = None
+    settle_date: date | None = None
+    system_date: date | None = None
+    currency: str | None = None
+    created_at: datetime | None = None
+
+
+class Account(WireModel):
+    """The fields of ``GET /v1/accounts`` settlekeeper relies on."""
+
+    id: UUID
+    account_number: str
+    status: str
+    identity: dict[str, Any] | None = None
+    contact: dict[str, Any] | None = None
+
+
+class TradeAccount(WireModel):
+    """``GET /v1/trading/accounts/{id}/account`` (the money fields)."""
+
+    id: UUID
+    account_number: str
+    cash: Amount
+    buying_power: Amount
+    memoposts: Amount = Decimal(0)
+    equity: Amount
+    cash_withdrawable: Amount
+    cash_transferable: Amount
+
+
+class CorrespondentLimit(WireModel):
+    amount_available: Amount
+    amount_in_use: Amount
+    amount_limit: Amount
+
+
+class AccountLimit(CorrespondentLimit):
+    account_no: str
+
+
+class IFReport(WireModel):
+    """One row of ``GET /v1/instant_funding/reports``."""
+
+    system_date: date
+    account_no: str
+    total_amount_owed: Amount
+    total_interest_penalty: Amount
+    deadline: date
+    instant_funding_transfers: list[InstantFunding] | None = None
+
+
+class JITLimits(WireModel):
+    correspondent: str | None = None
+    daily_net_limit: Amount
+    in_use_limit: Amount
+    executed_buys: Amount | None = None
+    executed_sells: Amount | None = None
+    open_buys: Amount | None = None
+    open_sells: Amount | None = None
+    cash_held: Amount | None = None
+
+
+class ActivityEvent(WireModel):
+    """``ActivityEventV2`` from ``/v2beta1/events/activities``."""
+
+    event_id: str
+    account_id: UUID
+    at: datetime
+    activity_type: str
+    status: str
+    net_amount: Amount | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+
+
+class JournalStatusEvent(WireModel):
+    """``JournalStatusEventV2`` from ``/v2/events/journals/status``."""
+
+    event_id: str
+    at: datetime
+    entry_type: str
+    journal_id: UUID
+    status_from: str
+    status_to: JournalStatus
+
+
+class NTAEvent(WireModel):
+    """``NonTradeActivityEvent`` from ``/v1/events/nta`` (``net_amount`` is a JSON number)."""
+
+    event_ulid: str
+    account_id: UUID
+    at: datetime
+    entry_type: str
+    net_amount: Amount
+    description: str
+    system_date: date
+    status: str | None = None

@@ -1,0 +1,87 @@
+"""Money: ``Decimal`` end to end, 2-decimal amounts on the wire, never ``float``."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from funding.errors import MalformedDataError
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+DAYS_IN_INTEREST_YEAR = Decimal(360)
+"""Alpaca charges both IF late interest and margin interest on an actual/360 basis."""
+
+LATE_INTEREST_SPREAD = Decimal("0.08")
+"""IF late interest is the fed funds upper bound plus 8 % a year (IF guide, broker-api.md A4)."""
+
+
+def parse_money(value: object, *, what: str = "amount") -> Decimal:
+    """Parse a wire amount (string, int or Decimal) into a Decimal; floats are refused.
+
+    Raises :class:`MalformedDataError` naming ``what`` when the value is not a finite decimal.
+    """
+    if isinstance(value, bool | float):
+        raise MalformedDataError(f"{what} must be a decimal string, got {type(value).__name__}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int | str):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise MalformedDataError(f"{what} is not a decimal: {str(value)[:40]!r}") from None
+    else:
+        raise MalformedDataError(f"{what} must be a decimal string, got {type(value).__name__}")
+    if not result.is_finite():
+        raise MalformedDataError(f"{what} is not a finite decimal: {value!r}")
+    return result
+
+
+def quantize(amount: Decimal) -> Decimal:
+    """Round to cents, half up (the rounding Alpaca's examples use for interest)."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def has_at_most_cents(amount: Decimal) -> bool:
+    """True when ``amount`` needs no more than 2 decimal places (IF create's rule)."""
+    return amount == amount.quantize(CENT)
+
+
+def wire(amount: Decimal) -> str:
+    """The wire form of an amount: a string with exactly 2 decimals (``"20.00"``)."""
+    return str(quantize(amount))
+
+
+def late_interest(amount: Decimal, fed_upper_bound: Decimal, days: int = 1) -> Decimal:
+    """IF late interest for ``days`` days: ``amount × (fed upper bound + 8 %) / 360``, in cents."""
+    return quantize(amount * (fed_upper_bound + LATE_INTEREST_SPREAD) * days / DAYS_IN_INTEREST_YEAR)
+
+
+def margin_interest(debit: Decimal, annual_rate: Decimal, days: int = 1) -> Decimal:
+    """Margin interest on a debit balance for ``days`` days: ``debit × rate / 360`` per day."""
+    return quantize(abs(debit) * annual_rate * days / DAYS_IN_INTEREST_YEAR)
+
+
+_NUMBER_MARK = re.compile(r'"\\u0000num:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def dumps_decimal_numbers(payload: Any) -> str:
+    """JSON-encode ``payload`` writing :class:`Decimal` values as JSON numbers, exactly.
+
+    Alpaca's v1 NTA stream sends ``net_amount`` as a JSON number; this renders such payloads without
+    ever passing through ``float``.
+    """
+
+    def mark(value: object) -> str:
+        if isinstance(value, Decimal):
+            return f"\x00num:{value:f}"
+        raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+    return _NUMBER_MARK.sub(r"\1", json.dumps(payload, default=mark, separators=(",", ":")))
+
+
+def loads_exact(raw: str | bytes) -> Any:
+    """Parse JSON keeping every non-integer number as a Decimal (``parse_float=Decimal``)."""
+    return json.loads(raw, parse_float=Decimal)

@@ -1,0 +1,171 @@
+"""Sandbox-only admin API under ``/sandbox/`` (A9); never used by the worker in production."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from funding.money import ZERO, wire
+from sandbox import wire as render
+from sandbox.api import amount_of, parse_instant
+from sandbox.app import RUNTIME, engine, read_json
+from sandbox.faults import Fault
+from sandbox.state import SandboxError, SeedConfig
+
+
+def _clock_state(request: web.Request) -> dict[str, Any]:
+    state = request.app[RUNTIME].clock.state()
+    return {"now": render.et_iso(state.now), "frozen": state.frozen, "speed": state.speed}
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    engine(request)
+    return web.json_response(_clock_state(request))
+
+
+async def post_clock(request: web.Request) -> web.Response:
+    """``{"set": iso}``, ``{"advance_seconds": n}``, ``{"speed": x}``, ``{"freeze": bool}``; fires due rules."""
+    rt = request.app[RUNTIME]
+    body = await read_json(request)
+    unknown = set(body) - {"set", "advance_seconds", "speed", "freeze"}
+    if unknown:
+        raise SandboxError(400, f"unknown clock fields: {', '.join(sorted(unknown))}")
+    rt.engine.sync()
+    try:
+        if "freeze" in body:
+            rt.clock.freeze(bool(body["freeze"]))
+        if "set" in body:
+            rt.clock.set(parse_instant(str(body["set"]), "set"))
+        if "advance_seconds" in body:
+            rt.clock.advance(float(body["advance_seconds"]))
+        if "speed" in body:
+            rt.clock.set_speed(float(body["speed"]))
+    except (TypeError, ValueError) as exc:
+        raise SandboxError(400, str(exc)) from None
+    rt.engine.sync()
+    return web.json_response(_clock_state(request))
+
+
+async def wires(request: web.Request) -> web.Response:
+    eng = engine(request)
+    body = await read_json(request)
+    eng.wire_in(str(body.get("account_no", "")), amount_of(body))
+    return web.json_response(render.sandbox_account(eng.books.account(str(body["account_no"]))))
+
+
+async def trades(request: web.Request) -> web.Response:
+    """A customer buys or sells: ``{"account_no", "symbol", "side", "qty", "price", "commission"?}``."""
+    eng = engine(request)
+    body = await read_json(request)
+    row = eng.jit.trade(
+        eng.customer(str(body.get("account_no", ""))),
+        str(body.get("symbol", "")).upper() or "AAPL",
+        str(body.get("side", "")),
+        amount_of(body, "qty"),
+        amount_of(body, "price"),
+        amount_of(body, "commission") if "commission" in body else ZERO,
+    )
+    return web.json_response(
+        {
+            "order_id": row.order_id,
+            "account_no": row.account_no,
+            "side": row.side,
+            "symbol": row.symbol,
+            "qty": str(row.qty),
+            "price": wire(row.price),
+            "net_amt": wire(row.net_amt),
+            "system_date": row.system_date.isoformat(),
+        }
+    )
+
+
+async def approve_journal(request: web.Request) -> web.Response:
+    journal = engine(request).journals.approve(request.match_info["journal_id"])
+    return web.json_response(render.journal(journal))
+
+
+async def reject_journal(request: web.Request) -> web.Response:
+    journal = engine(request).journals.reject(request.match_info["journal_id"])
+    return web.json_response(render.journal(journal))
+
+
+async def post_faults(request: web.Request) -> web.Response:
+    """Arm one fault (an object) or several (``{"faults": [...]}``)."""
+    rt = request.app[RUNTIME]
+    body = await read_json(request)
+    specs = body.get("faults", [body])
+    try:
+        faults = [Fault.model_validate(spec) for spec in specs]
+    except ValidationError as exc:
+        raise SandboxError(400, f"invalid fault: {exc.errors(include_url=False)[0]['msg']}") from None
+    rt.faults.arm(faults)
+    return web.json_response({"faults": [f.model_dump(mode="json") for f in rt.faults.faults]})
+
+
+async def delete_faults(request: web.Request) -> web.Response:
+    request.app[RUNTIME].faults.clear()
+    return web.json_response({"faults": []})
+
+
+async def ledger(request: web.Request) -> web.Response:
+    """Every balance change, optionally for one account (``?account_no=``) or after a ``since`` seq."""
+    eng = engine(request)
+    account_no = request.query.get("account_no")
+    since = int(request.query.get("since", "0"))
+    rows = [
+        {
+            "seq": e.seq,
+            "at": render.et_iso(e.at),
+            "account_no": e.account_no,
+            "balance": e.balance,
+            "delta": wire(e.delta),
+            "after": wire(e.after),
+            "reason": e.reason,
+            "ref": e.ref,
+            "counterparty": e.counterparty,
+        }
+        for e in eng.books.ledger[since:]
+        if account_no is None or e.account_no == account_no
+    ]
+    return web.json_response({"entries": rows})
+
+
+async def accounts(request: web.Request) -> web.Response:
+    """Balances, positions, margin-call and liquidation state of every account."""
+    eng = engine(request)
+    return web.json_response({"accounts": [render.sandbox_account(a) for a in eng.books.by_no.values()]})
+
+
+async def reset(request: web.Request) -> web.Response:
+    """Replace all state with a fresh seed (the body is a :class:`SeedConfig`, every field optional)."""
+    rt = request.app[RUNTIME]
+    body = await read_json(request)
+    try:
+        seed = SeedConfig.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise SandboxError(400, f"invalid seed field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    eng = rt.reset(seed)
+    return web.json_response(
+        {
+            "correspondent": seed.correspondent,
+            "clock": _clock_state(request),
+            "accounts": [render.account(a) for a in eng.books.by_no.values()],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/sandbox/clock", get_clock)
+    app.router.add_post("/sandbox/clock", post_clock)
+    app.router.add_post("/sandbox/wires", wires)
+    app.router.add_post("/sandbox/trades", trades)
+    app.router.add_post("/sandbox/journals/{journal_id}/approve", approve_journal)
+    app.router.add_post("/sandbox/journals/{journal_id}/reject", reject_journal)
+    app.router.add_post("/sandbox/faults", post_faults)
+    app.router.add_delete("/sandbox/faults", delete_faults)
+    app.router.add_get("/sandbox/ledger", ledger)
+    app.router.add_get("/sandbox/accounts", accounts)
+    app.router.add_post("/sandbox/reset", reset)

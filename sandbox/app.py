@@ -1,0 +1,192 @@
+"""The sandbox aiohttp application: auth, errors, rate-limit headers, faults, and the clock ticker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from config.settings import Settings
+from funding.calendar import TradingCalendar
+from funding.money import loads_exact
+from sandbox.clock import SandboxClock
+from sandbox.engine import Engine
+from sandbox.faults import FaultBoard
+from sandbox.state import SandboxError, SeedConfig
+
+TICK_SECONDS = 0.05
+"""How often (real time) a running clock fires due rules without waiting for a request."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class RateWindow:
+    """A per-minute request window reported in X-RateLimit-* headers (enforced only if configured)."""
+
+    started: float = 0.0
+    used: int = 0
+
+    def hit(self, now: float) -> None:
+        if now - self.started >= 60:
+            self.started = math.floor(now)
+            self.used = 0
+        self.used += 1
+
+
+@dataclass
+class Runtime:
+    """Everything the handlers share; ``engine`` is replaced by ``POST /sandbox/reset``."""
+
+    settings: Settings
+    clock: SandboxClock
+    calendar: TradingCalendar
+    engine: Engine
+    faults: FaultBoard = field(default_factory=FaultBoard)
+    rate: RateWindow = field(default_factory=RateWindow)
+    heartbeat_seconds: float = 15.0
+
+    def reset(self, seed: SeedConfig) -> Engine:
+        self.engine = Engine(seed, self.clock, self.calendar)
+        self.faults.clear()
+        return self.engine
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def engine(request: web.Request) -> Engine:
+    """The current engine, with every rule due by now already fired."""
+    current = request.app[RUNTIME].engine
+    current.sync()
+    return current
+
+
+def error_response(status: int, message: str, code: int | None = None) -> web.Response:
+    return web.json_response({"code": code if code is not None else status * 100000, "message": message}, status=status)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; numbers become Decimals, never floats."""
+    raw = await request.read()
+    try:
+        body = loads_exact(raw or b"{}")
+    except ValueError:
+        raise SandboxError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise SandboxError(400, "request body must be a JSON object")
+    return body
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 128:
+        raise SandboxError(400, "Idempotency-Key must be 1 to 128 characters")
+    return key
+
+
+def _authorized(request: web.Request, key: str, secret: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Basic "):
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    else:
+        user = request.headers.get("APCA-API-KEY-ID", "")
+        password = request.headers.get("APCA-API-SECRET-KEY", "")
+    return hmac.compare_digest(user.encode(), key.encode()) and hmac.compare_digest(password.encode(), secret.encode())
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rt = runtime(request)
+    now = time.time()
+    rt.rate.hit(now)
+    limit = rt.engine.seed.rate_limit_per_minute
+    headers = {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(limit - rt.rate.used, 0)),
+        "X-RateLimit-Reset": str(int(rt.rate.started) + 60),
+    }
+    response: web.StreamResponse
+    if not _authorized(
+        request, rt.settings.sandbox_key.get_secret_value(), rt.settings.sandbox_secret.get_secret_value()
+    ):
+        response = error_response(401, "unauthorized: HTTP Basic with the sandbox key and secret is required")
+    elif rt.engine.seed.rate_limit_enforced and rt.rate.used > limit:
+        response = error_response(429, "rate limit exceeded")
+    elif (fault := rt.faults.take_http(request.path, "http_error")) is not None:
+        response = error_response(fault.status, f"injected fault: HTTP {fault.status}")
+    else:
+        if (slow := rt.faults.take_http(request.path, "slow")) is not None:
+            await asyncio.sleep(slow.delay_seconds)
+        try:
+            response = await handler(request)
+        except SandboxError as refusal:
+            response = error_response(refusal.status, refusal.message, refusal.code)
+        except web.HTTPException as http:
+            response = error_response(http.status, http.reason)
+    if not response.prepared:
+        response.headers.update(headers)
+    return response
+
+
+async def _ticker(app: web.Application) -> AsyncIterator[None]:
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            rt = app[RUNTIME]
+            if not rt.clock.state().frozen:
+                rt.engine.sync()
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(
+    settings: Settings,
+    seed: SeedConfig | None = None,
+    *,
+    clock: SandboxClock | None = None,
+    calendar: TradingCalendar | None = None,
+) -> web.Application:
+    """Build the sandbox app, seeded with ``seed`` (defaults when None)."""
+    from sandbox import admin, api, streams
+
+    clock = clock or SandboxClock()
+    calendar = calendar or TradingCalendar()
+    app = web.Application(middlewares=[middleware])
+    app[RUNTIME] = Runtime(
+        settings=settings,
+        clock=clock,
+        calendar=calendar,
+        engine=Engine(seed or SeedConfig(), clock, calendar),
+        heartbeat_seconds=settings.sandbox_heartbeat_seconds,
+    )
+    api.add_routes(app)
+    streams.add_routes(app)
+    admin.add_routes(app)
+    app.cleanup_ctx.append(_ticker)
+    return app

@@ -1,0 +1,86 @@
+"""Fault injection (A9): what ``POST /sandbox/faults`` arms and the API and streams obey."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.events import StreamName
+
+FaultKind = Literal[
+    "http_error",  # answer `status` (429 with X-RateLimit-Reset, 500/502/503) instead of handling
+    "slow",  # wait `delay_seconds` (real time) before answering
+    "drop_every",  # close the stream cleanly after every `n` events
+    "dropped_comment",  # after `n` events skip `count` events and say "dropped `count` messages"
+    "duplicate",  # send every `n`-th event twice
+    "reorder",  # reverse runs of up to `window` consecutive events of the same account
+    "truncate",  # after `n` events send half of the next event's line and cut the connection
+    "internal_error",  # after `n` events send ": internal server error" and close (v2 streams only)
+    "silence",  # send nothing at all, not even heartbeats, for `delay_seconds` (0: until the client leaves)
+]
+STREAM_KINDS = frozenset(
+    {"drop_every", "dropped_comment", "duplicate", "reorder", "truncate", "internal_error", "silence"}
+)
+
+
+class Fault(BaseModel):
+    """One armed fault. ``times`` is how many requests or connections it affects (None: until cleared)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FaultKind
+    stream: StreamName | None = None
+    """Stream faults: only this stream (all when None)."""
+    path: str | None = None
+    """HTTP faults: only paths starting with this prefix (every non-admin path when None)."""
+    n: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1)
+    status: int = Field(default=500, ge=400, le=599)
+    delay_seconds: float = Field(default=0.0, ge=0)
+    window: int = Field(default=2, ge=2)
+    times: int | None = Field(default=None, ge=1)
+
+
+class FaultBoard:
+    """The armed faults; each use decrements ``times`` and a spent fault disappears."""
+
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+
+    def arm(self, faults: list[Fault]) -> None:
+        self.faults.extend(faults)
+
+    def clear(self) -> None:
+        self.faults.clear()
+
+    def take_http(self, path: str, kind: str) -> Fault | None:
+        """The first armed HTTP fault of ``kind`` matching ``path``, consumed once."""
+        for fault in self.faults:
+            if fault.kind != kind:
+                continue
+            if fault.path is None and path.startswith("/sandbox"):
+                continue
+            if fault.path is not None and not path.startswith(fault.path):
+                continue
+            self._use(fault)
+            return fault
+        return None
+
+    def take_stream(self, stream: StreamName) -> list[Fault]:
+        """Every stream fault for a new connection to ``stream``, each consumed once."""
+        taken = [
+            fault
+            for fault in self.faults
+            if fault.kind in STREAM_KINDS and (fault.stream is None or fault.stream is stream)
+        ]
+        for fault in taken:
+            self._use(fault)
+        return taken
+
+    def _use(self, fault: Fault) -> None:
+        if fault.times is None:
+            return
+        fault.times -= 1
+        if fault.times <= 0:
+            self.faults.remove(fault)

@@ -1,0 +1,82 @@
+"""The ``settlekeeper`` command: one subcommand per process kind."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+from aiohttp import web
+
+from config.logging import configure_logging
+from config.settings import Settings, load_settings
+from funding.errors import ConfigError
+from sandbox.app import create_app
+from sandbox.clock import SandboxClock
+from sandbox.state import SeedConfig
+
+log = structlog.get_logger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="settlekeeper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sandbox = commands.add_parser("sandbox", help="run the local Broker API sandbox, seeded")
+    sandbox.add_argument("--host", help="interface to bind (default: SETTLEKEEPER_SANDBOX_HOST)")
+    sandbox.add_argument("--port", type=int, help="port; 0 picks a free one (default: SETTLEKEEPER_SANDBOX_PORT)")
+    sandbox.add_argument("--customers", type=int, default=10, help="customer accounts to seed")
+    sandbox.add_argument("--speed", type=float, default=1.0, help="sandbox seconds per real second")
+    sandbox.add_argument("--start", help="start the sandbox clock at this RFC 3339 instant")
+    return parser
+
+
+async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
+    start = datetime.fromisoformat(args.start) if args.start else None
+    clock = SandboxClock(start, speed=args.speed)
+    app = create_app(settings, SeedConfig(customers=args.customers), clock=clock)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    host = args.host or settings.sandbox_host
+    port = settings.sandbox_port if args.port is None else args.port
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    base = f"http://{host}:{bound}"
+    key, secret = settings.sandbox_key.get_secret_value(), settings.sandbox_secret.get_secret_value()
+    print(f"settlekeeper sandbox listening on {base}", flush=True)
+    print(f"  clock: {clock.now().isoformat()} (speed {args.speed}x); {args.customers} customers seeded")
+    print("  try:", flush=True)
+    print(f"    curl -s -u {key}:{secret} {base}/v1/accounts", flush=True)
+    print(
+        f"    curl -s -u {key}:{secret} -X POST {base}/v1/instant_funding -H 'Content-Type: application/json' "
+        f'-d \'{{"account_no": "8100000001", "source_account_no": "7536050SI", "amount": "20.00"}}\'',
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("sandbox_stopping")
+    await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"settlekeeper: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    if args.command == "sandbox":
+        asyncio.run(run_sandbox(settings, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
