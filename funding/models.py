@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from funding.errors import MalformedDataError
 from funding.money import parse_money
 
 
@@ -77,7 +78,14 @@ class FeeType(TolerantEnum):
     ALPACA = "alpaca"
 
 
-Amount = Annotated[Decimal, BeforeValidator(parse_money)]
+def _amount(value: object) -> Decimal:
+    try:
+        return parse_money(value)
+    except MalformedDataError as exc:
+        raise ValueError(str(exc)) from None  # pydantic reports it as a ValidationError
+
+
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
 """A money amount: decimal string, integer or Decimal; never a float."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -64,9 +65,6 @@ def margin_interest(debit: Decimal, annual_rate: Decimal, days: int = 1) -> Deci
     return quantize(abs(debit) * annual_rate * days / DAYS_IN_INTEREST_YEAR)
 
 
-_NUMBER_MARK = re.compile(r'"\\u0000num:(-?[0-9]+(?:\.[0-9]+)?)"')
-
-
 def dumps_decimal_numbers(payload: Any) -> str:
     """JSON-encode ``payload`` writing :class:`Decimal` values as JSON numbers, exactly.
 
@@ -74,12 +72,17 @@ def dumps_decimal_numbers(payload: Any) -> str:
     ever passing through ``float``.
     """
 
+    token = secrets.token_hex(8)  # a marker no string in the payload can forge
+
     def mark(value: object) -> str:
         if isinstance(value, Decimal):
-            return f"\x00num:{value:f}"
+            if not value.is_finite():
+                raise ValueError(f"cannot write a non-finite amount as JSON: {value}")
+            return f"{token}:{value:f}"
         raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
-    return _NUMBER_MARK.sub(r"\1", json.dumps(payload, default=mark, separators=(",", ":")))
+    text = json.dumps(payload, default=mark, separators=(",", ":"))
+    return re.sub(f'"{token}:(-?[0-9]+(?:\\.[0-9]+)?)"', r"\1", text)
 
 
 def loads_exact(raw: str | bytes) -> Any:

@@ -10,7 +10,7 @@ from aiohttp import web
 from funding.calendar import to_et
 from funding.errors import MalformedDataError
 from funding.models import IFStatus
-from funding.money import ZERO, parse_money, wire
+from funding.money import ZERO, dumps_decimal_numbers, parse_money, wire
 from sandbox import wire as render
 from sandbox.app import engine, fingerprint, idempotency_key, read_json
 from sandbox.state import SandboxError
@@ -324,7 +324,8 @@ async def jit_balances(request: web.Request) -> web.Response:
         raise SandboxError(400, "start_date and end_date are required")
     start = parse_date(q["start_date"], "start_date")
     end = parse_date(q["end_date"], "end_date")
-    return web.json_response(engine(request).jit.balances(request.match_info["ledger_id"], start, end))
+    balances = engine(request).jit.balances(request.match_info["ledger_id"], start, end)
+    return web.Response(text=dumps_decimal_numbers(balances), content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:

@@ -27,6 +27,9 @@ from sandbox.state import SandboxError, SeedConfig
 TICK_SECONDS = 0.05
 """How often (real time) a running clock fires due rules without waiting for a request."""
 
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""A settlement may list 50,000 transfers with full transmitter_info (~20 MB); aiohttp's default is 1 MiB."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -63,6 +66,8 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+RATE_HEADERS = web.RequestKey("rate_headers", dict[str, str])
+"""Request key of the X-RateLimit-* headers, for handlers that prepare their own (streaming) response."""
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -127,6 +132,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         "X-RateLimit-Remaining": str(max(limit - rt.rate.used, 0)),
         "X-RateLimit-Reset": str(int(rt.rate.started) + 60),
     }
+    request[RATE_HEADERS] = headers
     response: web.StreamResponse
     if not _authorized(
         request, rt.settings.sandbox_key.get_secret_value(), rt.settings.sandbox_secret.get_secret_value()
@@ -177,7 +183,7 @@ def create_app(
 
     clock = clock or SandboxClock()
     calendar = calendar or TradingCalendar()
-    app = web.Application(middlewares=[middleware])
+    app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
     app[RUNTIME] = Runtime(
         settings=settings,
         clock=clock,

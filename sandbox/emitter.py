@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,8 @@ NON_TRADE_TYPES = frozenset({"MEM", "CSD", "JNLC", "INT", "FEE", "CSW", "DIV"})
 
 
 def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    """An instant in UTC with a ``Z``, as Alpaca's stream examples print ``at``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class Emitter:

@@ -35,6 +35,8 @@ from sandbox.state import (
 )
 
 MAX_TRANSFERS_PER_SETTLEMENT = 50_000
+IF_COUNTERPARTY = "Alpaca (instant funding)"
+"""Ledger counterparty of memoposted buying power: Alpaca fronts it; SI pays it back at settlement."""
 MARGIN_CALL_TIME = time(9, 0)
 LIQUIDATION_TIME = time(9, 30)
 REQUIRED_TRANSMITTER_FIELDS = (
@@ -83,6 +85,7 @@ class Engine:
         self.advance_to(self.clock.now())
 
     def advance_to(self, target: datetime) -> None:
+        self.now = min(self.now, target)  # clock set back: act at its time; rules already fired stay fired
         while True:
             due = self._next_due(target)
             if due is None:
@@ -224,8 +227,10 @@ class Engine:
         if transfer.status is not IFStatus.PENDING:
             return
         account = self.books.account(transfer.account_no)
-        self.books.post(self.now, account, "cash", transfer.amount, "instant funding", transfer.id, "SI")
-        self.books.post(self.now, account, "memoposts", transfer.amount, "instant funding", transfer.id, "SI")
+        self.books.post(self.now, account, "cash", transfer.amount, "instant funding", transfer.id, IF_COUNTERPARTY)
+        self.books.post(
+            self.now, account, "memoposts", transfer.amount, "instant funding", transfer.id, IF_COUNTERPARTY
+        )
         transfer.status = IFStatus.EXECUTED
         transfer.executed = True
         transfer.updated_at = self.now
@@ -258,8 +263,8 @@ class Engine:
         """Remove the memopost; the customer's own cash offsets it (negative cash = debit balance)."""
         account = self.books.account(transfer.account_no)
         if transfer.executed:
-            self.books.post(self.now, account, "memoposts", -transfer.amount, why, transfer.id, "SI")
-            self.books.post(self.now, account, "cash", -transfer.amount, why, transfer.id, "SI")
+            self.books.post(self.now, account, "memoposts", -transfer.amount, why, transfer.id, IF_COUNTERPARTY)
+            self.books.post(self.now, account, "cash", -transfer.amount, why, transfer.id, IF_COUNTERPARTY)
         transfer.status = IFStatus.CANCELED
         transfer.updated_at = self.now
         self.emit.activity(
@@ -446,6 +451,7 @@ class Engine:
         """Debit SI, turn each memopost into settled cash (MEM canceled + CSD), sweep SI excess to FW."""
         self.books.post(self.now, source, "cash", -settlement.required, "settlement", settlement.id, "Alpaca")
         for transfer in transfers:
+            self._execute(transfer)  # a transfer settled before it executed still credits the customer
             account = self.books.account(transfer.account_no)
             if transfer.executed:
                 self.books.post(self.now, account, "memoposts", -transfer.amount, "settled", transfer.id, "SI")

@@ -277,7 +277,7 @@ class JitDesk:
             "ledger_no": number,
             "ledger_name": name,
             "transactions": transactions,
-            "starting_balance": wire(starting),
-            "ending_balance": wire(ending),
+            "starting_balance": quantize(starting),  # JSON numbers in Alpaca's sample (seed 001)
+            "ending_balance": quantize(ending),
             "activity_amount": len(transactions),
         }

@@ -12,7 +12,7 @@ from funding.calendar import to_et
 from funding.errors import MalformedDataError
 from funding.models import JournalStatus
 from funding.money import ZERO, has_at_most_cents, parse_money, wire
-from sandbox.state import Account, IdempotencyStore, Journal, SandboxError
+from sandbox.state import Account, AccountKind, IdempotencyStore, Journal, SandboxError
 
 if TYPE_CHECKING:
     from sandbox.engine import Engine
@@ -91,6 +91,8 @@ class JournalDesk:
             raise SandboxError(422, "from_account and to_account must differ")
         if not source.is_firm and not target.is_firm:
             raise SandboxError(422, "JNLC between two customer accounts is not allowed")
+        if source.kind is AccountKind.DP:
+            raise SandboxError(403, f"the DP account {source.number} can never be debited")
         if source.transferable < amount:
             raise SandboxError(
                 403,
@@ -140,8 +142,8 @@ class JournalDesk:
 
     def _over_limits(self, journal: Journal, target: Account, source: Account) -> bool:
         seed = self.engine.seed
-        if (source.is_firm and target.is_firm) and not seed.jnlc_limits_apply_to_firm:
-            return False
+        if target.is_firm and not (source.is_firm and seed.jnlc_limits_apply_to_firm):
+            return False  # the limits apply to journals into customer accounts (A6)
         used = self._daily_to_customers[journal.system_date]
         return journal.amount > seed.jnlc_transaction_limit or used + journal.amount > seed.jnlc_daily_limit
 
@@ -163,7 +165,7 @@ class JournalDesk:
             return
         engine.books.post(engine.now, source, "cash", -journal.amount, "journal", journal.id, target.number)
         engine.books.post(engine.now, target, "cash", journal.amount, "journal", journal.id, source.number)
-        if not target.is_firm or not source.is_firm:
+        if not target.is_firm:
             self._daily_to_customers[journal.system_date] += journal.amount
         journal.settle_date = engine.settle_date()
         self._move(journal, JournalStatus.EXECUTED)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from funding.calendar import ET
 from sandbox.api import parse_instant
-from sandbox.app import RUNTIME, engine
+from sandbox.app import RATE_HEADERS, RUNTIME, engine
 from sandbox.events import StoredEvent, StreamName
 from sandbox.faults import Fault
 from sandbox.state import SandboxError
@@ -99,6 +99,7 @@ def handler(name: StreamName) -> Callable[[web.Request], Awaitable[web.StreamRes
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
                 "Connection": "keep-alive",
+                **request.get(RATE_HEADERS, {}),
             }
         )
         await response.prepare(request)
@@ -177,10 +178,14 @@ async def _pump(
             await response.write(line)
             if (dup := faults.get("duplicate")) is not None and sent % dup.n == 0:
                 await response.write(line)
+            if window.until_id is not None and event.event_id >= window.until_id:
+                return  # the until_id event itself was the last one
             if (drop := faults.get("drop_every")) is not None and sent % drop.n == 0:
                 return
         if window.until is not None and rt.clock.now() > window.until:
             return
+        if len(log.events) > index:
+            continue  # appended while we were writing: no need to wait
         waiter = log.waiter()
         try:
             await asyncio.wait_for(waiter.wait(), timeout=rt.heartbeat_seconds)
