@@ -31,7 +31,17 @@ DEFAULT_HTTP_PORT = 9108
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 """Alpaca's heartbeat interval is undocumented; 15 s is what the sandbox sends (broker-api.md A2)."""
 
+DEFAULT_LEASE_TTL_SECONDS = 15.0
+"""A standby takes over within this long after the leader dies or loses Redis; renewed every third."""
+
+DEFAULT_HEAL_INTERVAL_SECONDS = 60.0
+"""The REST safety net runs once a minute (and on start and after every reconnect)."""
+
+DEFAULT_RETENTION_DAYS = 35
+"""Settled and canceled transfers stay in Redis a month and a bit: enough for monthly interest invoices."""
+
 Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -51,6 +61,25 @@ class Settings(BaseSettings):
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console on a TTY, JSON otherwise)."""
 
+    streams: str = "activities,journals"
+    """Comma-separated streams the listener reads: ``activities``, ``journals``, ``nta``."""
+    stream_history_days: int = Field(default=3, ge=0)
+    """With no stored cursor, replay this many days of history (``since``) on the first connect."""
+    heartbeat_seconds: Seconds = DEFAULT_HEARTBEAT_SECONDS
+    """The stream heartbeat interval; the read watchdog is three of them."""
+    backoff_base_seconds: Seconds = 0.5
+    backoff_cap_seconds: Seconds = 30.0
+    healthy_reset_seconds: Seconds = 60.0
+    """A connection that stayed up this long resets the reconnect backoff."""
+    heal_interval_seconds: Seconds = DEFAULT_HEAL_INTERVAL_SECONDS
+    lease_ttl_seconds: Seconds = DEFAULT_LEASE_TTL_SECONDS
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1)
+    resolver_concurrency: int = Field(default=16, ge=1, le=64)
+    """Concurrent REST reads of transfers named by events."""
+    clock: str = "auto"
+    """``wall``, ``broker`` (follow ``GET /v1/clock``), or ``auto``: wall time against Alpaca, the
+    broker clock against anything else (the sandbox)."""
+
     sandbox_host: str = "127.0.0.1"
     sandbox_port: Port = 8765
     sandbox_key: SecretStr = SecretStr(DEFAULT_SANDBOX_KEY)
@@ -63,6 +92,36 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// base URL")
         return value.rstrip("/")
+
+    @field_validator("streams")
+    @classmethod
+    def _streams(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = set(names) - {"activities", "journals", "nta"}
+        if not names or unknown:
+            raise ValueError("expected a comma-separated subset of activities, journals, nta")
+        return ",".join(names)
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if value not in {"auto", "wall", "broker"}:
+            raise ValueError("expected one of auto, wall, broker")
+        return value
+
+    @property
+    def stream_names(self) -> list[str]:
+        return self.streams.split(",")
+
+    @property
+    def live_broker(self) -> bool:
+        """True when the Broker API URL is Alpaca's own (live or Alpaca's remote sandbox)."""
+        host = self.broker_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
+        return host.endswith("alpaca.markets")
+
+    @property
+    def follows_broker_clock(self) -> bool:
+        return self.clock == "broker" or (self.clock == "auto" and not self.live_broker)
 
     @field_validator("log_level")
     @classmethod

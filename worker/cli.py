@@ -31,7 +31,20 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--customers", type=int, default=10, help="customer accounts to seed")
     sandbox.add_argument("--speed", type=float, default=1.0, help="sandbox seconds per real second")
     sandbox.add_argument("--start", help="start the sandbox clock at this RFC 3339 instant")
+    commands.add_parser("listen", help="read the event streams into Redis (leader-elected)")
     return parser
+
+
+async def run_listener(settings: Settings) -> None:
+    from funding.redis_factory import redis_url
+    from worker.listener import Listener
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    with redis_url(settings) as url:
+        await Listener(settings, url).run(stop)
 
 
 async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
@@ -75,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings)
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
+    elif args.command == "listen":
+        asyncio.run(run_listener(settings))
     return 0
 
 

@@ -1,0 +1,212 @@
+"""The Broker API client: aiohttp, HTTP Basic, typed results, and the error tree for every failure.
+
+Only idempotent calls are retried here (GETs, and POSTs that carry an ``Idempotency-Key``), with capped
+exponential backoff and full jitter; a 429 waits for ``X-RateLimit-Reset`` when the server sent it.
+A settlement POST has no idempotency key (A5) and is never retried by this client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from config.settings import Settings
+from funding.errors import (
+    ClientError,
+    IdempotencyConflictError,
+    MalformedDataError,
+    NotFoundError,
+    RateLimitedError,
+    RetryableError,
+    ServerError,
+    TransportError,
+)
+from funding.models import Account, IFStatus, InstantFunding, TradeAccount
+from funding.money import loads_exact
+
+PAGE_SIZE = 100
+"""The IF list endpoint's maximum ``limit``."""
+MAX_RETRY_WAIT_SECONDS = 30.0
+"""Upper bound of one backoff wait, whatever a 429's reset time says."""
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+"""REST calls only; streams use their own session without a total timeout."""
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = MAX_RETRY_WAIT_SECONDS) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base × 2^attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class BrokerClient:
+    """Calls the Broker API at ``settings.broker_url`` with the configured credentials."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        attempts: int = 4,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._base = settings.broker_url
+        self._auth = aiohttp.encode_basic_auth(
+            settings.broker_key.get_secret_value(), settings.broker_secret.get_secret_value()
+        )
+        self._session = session
+        self._owns_session = session is None
+        self._attempts = attempts
+        self._sleep = sleep
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=REQUEST_TIMEOUT)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def auth_header(self) -> dict[str, str]:
+        return {"Authorization": self._auth}
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send one call and return its parsed JSON (Decimals for numbers); raise the error tree."""
+        retryable = method == "GET" or idempotency_key is not None
+        attempt = 0
+        while True:
+            try:
+                return await self._once(method, path, params, body, idempotency_key)
+            except RetryableError as exc:
+                attempt += 1
+                if not retryable or attempt >= self._attempts:
+                    raise
+                wait = backoff_delay(attempt)
+                if isinstance(exc, RateLimitedError) and exc.reset_at is not None:
+                    wait = max(wait, min(exc.reset_at - time.time(), MAX_RETRY_WAIT_SECONDS))
+                await self._sleep(max(wait, 0.0))
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: Any,
+        idempotency_key: str | None,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError("BrokerClient must be used as an async context manager")
+        headers = dict(self.auth_header)
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        where = f"{method} {path}"
+        try:
+            async with self._session.request(
+                method, self._base + path, params=params, json=body, headers=headers
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                reset = resp.headers.get("X-RateLimit-Reset")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{where}: {type(exc).__name__}: {exc}") from None
+        if status < 300:
+            if not raw:
+                return None
+            try:
+                return loads_exact(raw)
+            except ValueError:
+                raise MalformedDataError(f"{where}: response is not JSON ({raw[:80]!r})") from None
+        code, message = _error_body(raw)
+        text = f"{where} → HTTP {status}" + (f" code {code}" if code else "") + f": {message}"
+        if status == 429:
+            raise RateLimitedError(text, reset_at=float(reset) if reset and reset.isdigit() else None)
+        if status >= 500:
+            raise ServerError(text, status=status, code=code)
+        if status == 404:
+            raise NotFoundError(text, status=status, code=code)
+        if status == 422 and idempotency_key is not None and "dempotency" in message:
+            raise IdempotencyConflictError(text, status=status, code=code)
+        raise ClientError(text, status=status, code=code)
+
+    # ------------------------------------------------------------------ typed calls
+
+    async def get_transfer(self, transfer_id: str) -> InstantFunding:
+        return InstantFunding.model_validate(await self.request("GET", f"/v1/instant_funding/{transfer_id}"))
+
+    async def list_transfers(
+        self,
+        *,
+        status: IFStatus | None = None,
+        system_date: date | None = None,
+        deadline: date | None = None,
+    ) -> list[InstantFunding]:
+        """Every transfer matching the filters, paging with ``limit``/``offset``."""
+        params: dict[str, str] = {"limit": str(PAGE_SIZE), "sort_by": "created_at", "sort_order": "ASC"}
+        if status is not None:
+            params["status"] = status.value
+        if system_date is not None:
+            params["system_date"] = system_date.isoformat()
+        if deadline is not None:
+            params["deadline"] = deadline.isoformat()
+        rows: list[InstantFunding] = []
+        offset = 0
+        while True:
+            page = await self.request("GET", "/v1/instant_funding", params={**params, "offset": str(offset)})
+            if not isinstance(page, list):
+                raise MalformedDataError("GET /v1/instant_funding did not return an array")
+            rows.extend(InstantFunding.model_validate(item) for item in page)
+            if len(page) < PAGE_SIZE:
+                return rows
+            offset += len(page)
+
+    async def find_account(self, account_no: str) -> Account:
+        """Map an account number to its account (A7); 404-like :class:`NotFoundError` if absent."""
+        rows = await self.request("GET", "/v1/accounts", params={"query": account_no})
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and row.get("account_number") == account_no:
+                return Account.model_validate(row)
+        raise NotFoundError(f"no account numbered {account_no}", status=404)
+
+    async def trade_account(self, account_id: str) -> TradeAccount:
+        return TradeAccount.model_validate(await self.request("GET", f"/v1/trading/accounts/{account_id}/account"))
+
+    async def clock(self) -> datetime:
+        """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""
+        body = await self.request("GET", "/v1/clock")
+        return datetime.fromisoformat(str(body["timestamp"]))
+
+
+def _error_body(raw: bytes) -> tuple[int | None, str]:
+    """Alpaca's ``{"code", "message"}``, tolerating a plain-text body."""
+    try:
+        body = loads_exact(raw)
+    except ValueError:
+        return None, raw[:200].decode(errors="replace").strip() or "(empty body)"
+    if isinstance(body, dict):
+        code = body.get("code")
+        return (int(code) if isinstance(code, int) else None), str(body.get("message", body))[:300]
+    return None, str(body)[:300]

@@ -1,0 +1,89 @@
+"""Every Redis key settlekeeper writes, in one place (RQ's own ``rq:*`` keys aside).
+
+The Lua scripts in :mod:`funding.store` build the per-date and per-id keys from :data:`PREFIX` with
+the same shapes as the functions below (``due:``, ``due_cents:``, ``account:``, ``action:``,
+``replan_pending:``, ``replan_seq:``); a test checks the two agree.
+
+All keys share the ``sk:`` prefix so an operator can list them with ``SCAN MATCH sk:*``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+PREFIX = "sk:"
+
+
+def transfer(transfer_id: str) -> str:
+    """Hash: one IF transfer as last read from the Broker API (amounts as decimal strings)."""
+    return f"{PREFIX}transfer:{transfer_id}"
+
+
+def transfer_statuses(transfer_id: str) -> str:
+    """Set: every status a transfer was recorded in (the (transfer id, status) de-duplication)."""
+    return f"{PREFIX}transfer:{transfer_id}:statuses"
+
+
+def due(deadline: date | str) -> str:
+    """Set: ids of unsettled transfers whose deadline is ``deadline``."""
+    return f"{PREFIX}due:{deadline}"
+
+
+def due_cents(deadline: date | str) -> str:
+    """Integer: the remaining payable of those transfers, in cents (exact integer arithmetic)."""
+    return f"{PREFIX}due_cents:{deadline}"
+
+
+def account_transfers(account_no: str) -> str:
+    """Set: ids of the transfers of one customer account."""
+    return f"{PREFIX}account:{account_no}:transfers"
+
+
+def cursor(stream: str) -> str:
+    """String: the id of the last event of ``stream`` that was fully recorded."""
+    return f"{PREFIX}cursor:{stream}"
+
+
+def cursor_at(stream: str) -> str:
+    """String: unix time when ``cursor(stream)`` last advanced (for the cursor-age metric)."""
+    return f"{PREFIX}cursor_at:{stream}"
+
+
+HINTS = f"{PREFIX}hints"
+"""Sorted set: transfer ids named by events and not yet read over REST (score: first seen, unix ms)."""
+HINT_SEQ = f"{PREFIX}hint_seq"
+"""Integer: sequence giving every hint a unique score, so a newer hint is never released by mistake."""
+UNSETTLED = f"{PREFIX}unsettled"
+"""Set: ids of every transfer the store holds as PENDING or EXECUTED (what the heal poller checks)."""
+ACCOUNT_IDS = f"{PREFIX}account_ids"
+"""Hash: account number → account UUID (A7), learned from ``GET /v1/accounts?query=``."""
+RECORDS = f"{PREFIX}records"
+"""Stream: normalized "transfer T moved from A to B at t, source S" records, append-only."""
+DEAD_LETTERS = f"{PREFIX}deadletter"
+"""Stream: events that could not be understood, kept for inspection."""
+OUTBOX = f"{PREFIX}outbox"
+"""Stream: actions decided with a record and not yet handed to RQ."""
+LEADER = f"{PREFIX}leader"
+"""String: the listener lease (value: holder token; TTL: the lease)."""
+AUDIT = f"{PREFIX}audit"
+"""Stream: append-only audit trail of decisions and money movements."""
+
+
+def action(job_id: str) -> str:
+    """String: marks an action as decided once (SET NX), so replays never enqueue it again."""
+    return f"{PREFIX}action:{job_id}"
+
+
+def replan_seq(deadline: date | str) -> str:
+    """Integer: how many re-plans of ``deadline`` were decided (makes each re-plan's job id unique)."""
+    return f"{PREFIX}replan_seq:{deadline}"
+
+
+def journal(journal_id: str) -> str:
+    """Hash: the last status of a journal settlekeeper follows (from the journal status stream)."""
+    return f"{PREFIX}journal:{journal_id}"
+
+
+def replan_pending(deadline: date | str) -> str:
+    """String: a re-plan of ``deadline``'s settlement is queued and has not started (coalescing)."""
+    return f"{PREFIX}replan_pending:{deadline}"

@@ -1,0 +1,51 @@
+"""RQ queue names, job settings, and the hand-off of store actions to RQ (exactly once per action id)."""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+from funding.store import Action
+
+SETTLE_QUEUE = "settlekeeper-settle"
+COVER_QUEUE = "settlekeeper-cover"
+ALERT_QUEUE = "settlekeeper-alerts"
+
+RESULT_TTL_SECONDS = 7 * 86400
+"""A finished job's hash (and so ``unique=True``'s guard) lives a week, longer than any replay window."""
+FAILURE_TTL_SECONDS = 30 * 86400
+"""Failed jobs stay inspectable for a month (RQ's default of a year hides nothing useful)."""
+JOB_TIMEOUT_SECONDS = 600
+
+ACTION_JOBS = {
+    "cover": ("jobs.cover.cover_account", COVER_QUEUE),
+    "replan": ("jobs.settle.replan", SETTLE_QUEUE),
+}
+"""What each store action kind runs, and on which queue."""
+
+
+def queue(name: str, connection: redis.Redis) -> Queue:
+    """A settlekeeper queue: JSON serializer (amounts travel as strings), explicit TTLs."""
+    return Queue(name, connection=connection, serializer=JSONSerializer, default_timeout=JOB_TIMEOUT_SECONDS)
+
+
+def enqueue_action(connection: redis.Redis, action: Action) -> bool:
+    """Enqueue the job of ``action`` with its deterministic id; False if it was already enqueued."""
+    func, queue_name = ACTION_JOBS[action.kind]
+    kwargs = {"deadline": action.deadline}
+    if action.kind == "cover":
+        kwargs["account_no"] = action.account_no
+    try:
+        queue(queue_name, connection).enqueue(
+            func,
+            kwargs=kwargs,
+            job_id=action.job_id,
+            unique=True,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+        )
+    except DuplicateJobError:
+        return False
+    return True

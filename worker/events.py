@@ -1,0 +1,158 @@
+"""Stream events → hints: which transfer an event names, or why the event is dead-lettered.
+
+An event is a hint, never the truth (A1): the only thing taken from it is the id of the transfer to
+read over REST. Everything that does not parse, names an unknown type or status, or carries a
+non-decimal amount becomes a :class:`~funding.store.DeadLetter` and causes no action.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from funding.models import ActivityEvent, JournalStatusEvent, NTAEvent
+from funding.money import loads_exact
+from funding.store import DeadLetter
+
+
+class Stream(StrEnum):
+    ACTIVITIES = "activities"
+    JOURNALS = "journals"
+    NTA = "nta"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Where a stream lives and how it resumes."""
+
+    name: Stream
+    path: str
+    cursor_param: str
+    id_field: str
+
+
+SPECS = {
+    Stream.ACTIVITIES: StreamSpec(Stream.ACTIVITIES, "/v2beta1/events/activities", "since_id", "event_id"),
+    Stream.JOURNALS: StreamSpec(Stream.JOURNALS, "/v2/events/journals/status", "since_id", "event_id"),
+    Stream.NTA: StreamSpec(Stream.NTA, "/v1/events/nta", "since_ulid", "event_ulid"),
+}
+
+KNOWN_ACTIVITY_TYPES = frozenset(
+    {
+        "TRD",
+        "FILL",
+        "ACATC",
+        "ACATS",
+        "CFEE",
+        "CIL",
+        "CSD",
+        "CSW",
+        "DIV",
+        "DIVCGL",
+        "DIVCGS",
+        "DIVFEE",
+        "DIVFT",
+        "DIVNRA",
+        "DIVROC",
+        "DIVTW",
+        "DIVTXEX",
+        "FEE",
+        "INT",
+        "INTNRA",
+        "INTTW",
+        "JNL",
+        "JNLC",
+        "JNLS",
+        "MA",
+        "MEM",
+        "NC",
+        "OPASN",
+        "OPCA",
+        "OPEXP",
+        "OPXRC",
+        "PTC",
+        "PTR",
+        "REORG",
+        "SC",
+        "SSO",
+        "SSP",
+        "SPLIT",
+        "SPIN",
+        "WH",
+        "VOF",
+    }
+)
+"""Activity types Alpaca documents; anything else is dead-lettered (and counted), never acted on."""
+KNOWN_ACTIVITY_STATUSES = frozenset({"executed", "canceled", "correct", "pending"})
+IF_TYPES = frozenset({"MEM", "CSD", "INT"})
+"""Activity types that can name an instant-funding transfer (memopost, settlement deposit, late interest)."""
+_TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One stream event reduced to what the pipeline needs."""
+
+    event_id: str
+    kind: str
+    transfer_id: str | None = None
+    journal: tuple[str, str] | None = None
+    """(journal id, new status) for journal status events."""
+    dead: DeadLetter | None = None
+    at: datetime | None = None
+    """When the event was emitted (for the lag metric)."""
+
+
+def parse(stream: Stream, data: str) -> Parsed:
+    """Reduce one ``data:`` payload; malformed input yields a Parsed carrying a dead letter."""
+    spec = SPECS[stream]
+    try:
+        payload = loads_exact(data)
+    except ValueError:
+        return _dead(stream, "", "not_json", "data is not JSON", data)
+    if not isinstance(payload, dict):
+        return _dead(stream, "", "not_object", "data is not a JSON object", data)
+    event_id = payload.get(spec.id_field)
+    if not isinstance(event_id, str) or not event_id:
+        return _dead(stream, "", "missing_id", f"no {spec.id_field}", data)
+    try:
+        if stream is Stream.JOURNALS:
+            journal = JournalStatusEvent.model_validate(payload)
+            if not journal.status_to.known:
+                return _dead(stream, event_id, "unknown_status", f"journal status {journal.status_to.value!r}", data)
+            return Parsed(
+                event_id, journal.entry_type, journal=(str(journal.journal_id), journal.status_to.value), at=journal.at
+            )
+        if stream is Stream.NTA:
+            nta = NTAEvent.model_validate(payload)
+            kind, status, details = nta.entry_type, nta.status or "executed", {}
+            text, at = nta.description, nta.at
+        else:
+            activity = ActivityEvent.model_validate(payload)
+            kind, status, details = activity.activity_type, activity.status, activity.details
+            text, at = activity.description or "", activity.at
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return _dead(stream, event_id, "invalid", f"{where}: {first['msg']}", data)
+    if kind not in KNOWN_ACTIVITY_TYPES:
+        return _dead(stream, event_id, "unknown_type", f"activity type {kind!r}", data)
+    if status not in KNOWN_ACTIVITY_STATUSES:
+        return _dead(stream, event_id, "unknown_status", f"activity status {status!r}", data)
+    if kind not in IF_TYPES:
+        return Parsed(event_id, kind, at=at)
+    transfer_id = details.get("transfer_id") if isinstance(details, dict) else None
+    if transfer_id is None:
+        match = _TRANSFER_IN_TEXT.search(text)
+        transfer_id = match.group(1) if match else None
+    if kind == "MEM" and not transfer_id:
+        return _dead(stream, event_id, "missing_field", "MEM activity without a transfer_id", data)
+    return Parsed(event_id, kind, transfer_id=str(transfer_id) if transfer_id else None, at=at)
+
+
+def _dead(stream: Stream, event_id: str, reason: str, detail: str, raw: str) -> Parsed:
+    return Parsed(event_id, "invalid", dead=DeadLetter(stream.value, reason, detail, raw))

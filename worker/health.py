@@ -1,0 +1,60 @@
+"""The listener's HTTP endpoints: ``/healthz`` (alive), ``/readyz`` (useful), ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from worker.lease import Lease
+from worker.metrics import ListenerMetrics
+
+if TYPE_CHECKING:
+    from worker.stream import StreamReader
+
+
+class Health:
+    """What the probes look at; the listener updates it as it goes."""
+
+    def __init__(self, client: aioredis.Redis, lease: Lease) -> None:
+        self.redis = client
+        self.lease = lease
+        self.role = "starting"
+        self.redis_ok = False
+        self.readers: Sequence[StreamReader] = []
+        self.http_port = 0
+
+    async def ready(self) -> tuple[bool, dict[str, object]]:
+        """Ready = Redis answers, and either a leader with every stream connected or a healthy standby."""
+        try:
+            self.redis_ok = bool(await self.redis.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.redis_ok = False
+        streams = {reader.name: reader.connected for reader in self.readers}
+        if self.role == "leader":
+            ok = self.redis_ok and bool(streams) and all(streams.values())
+        else:
+            ok = self.redis_ok and self.role == "standby"
+        return ok, {"role": self.role, "redis": self.redis_ok, "streams": streams}
+
+
+def health_app(health: Health, metrics: ListenerMetrics) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, detail = await health.ready()
+        return web.json_response({"ready": ok, **detail}, status=200 if ok else 503)
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", scrape)
+    return app

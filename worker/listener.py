@@ -1,0 +1,171 @@
+"""``settlekeeper listen``: the leader-elected asyncio process that turns streams into transfer records.
+
+While it holds the lease it runs, as one group of tasks: a reader per stream, the resolver (hints →
+REST → records → RQ), the heal poller, the lease keeper and, against the sandbox, the clock follower.
+If any of them fails or the lease is lost, the whole group stops and the listener goes back to standby.
+On SIGTERM it stops reading, commits the records in hand (with their cursor), releases the lease and
+returns within :data:`SHUTDOWN_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from config.settings import Settings
+from funding.broker import BrokerClient
+from funding.clock import FixedClock, WallClock
+from funding.errors import RetryableError
+from funding.store import LeaseLostError, TransferStore
+from worker.events import Stream
+from worker.health import Health, health_app
+from worker.lease import Lease
+from worker.metrics import ListenerMetrics
+from worker.resolver import Resolver
+from worker.stream import StreamReader
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_SECONDS = 8.0
+"""Kubernetes waits 30 s by default; we promise 10 s, and keep 2 s of margin."""
+CLOCK_REFRESH_SECONDS = 1.0
+
+
+class Listener:
+    def __init__(self, settings: Settings, redis_url: str, metrics: ListenerMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or ListenerMetrics()
+        self.redis = aioredis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.rq = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.store = TransferStore(self.redis, retention_seconds=settings.retention_days * 86400)
+        self.lease = Lease(self.redis, settings.lease_ttl_seconds)
+        self.health = Health(self.redis, self.lease)
+        self._clock: WallClock | FixedClock = WallClock()
+        self.readers: list[StreamReader] = []
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve health and metrics, and lead or stand by, until ``stop``."""
+        runner = web.AppRunner(health_app(self.health, self.metrics), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "0.0.0.0", self.settings.http_port)  # noqa: S104 - probes and scrapes
+        await site.start()
+        self.health.http_port = runner.addresses[0][1] if runner.addresses else self.settings.http_port
+        log.info("listener_started", http_port=self.health.http_port, streams=self.settings.stream_names)
+        try:
+            async with BrokerClient(self.settings) as broker:
+                while not stop.is_set():
+                    if await self._try_acquire():
+                        await self._lead(broker, stop)
+                    else:
+                        self.metrics.leader.set(0)
+                        self.health.role = "standby"
+                    with contextlib.suppress(TimeoutError):  # a standby polls; a failed term cools down
+                        await asyncio.wait_for(stop.wait(), timeout=self.lease.renew_every)
+        finally:
+            await self.lease.release()
+            self.metrics.leader.set(0)
+            await runner.cleanup()
+            await self.redis.aclose()
+            self.rq.close()
+            log.info("listener_stopped")
+
+    async def _try_acquire(self) -> bool:
+        try:
+            ok = await self.lease.acquire()
+            self.health.redis_ok = True
+            return ok
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.health.redis_ok = False
+            log.warning("lease_acquire_failed", error=type(exc).__name__)
+            return False
+
+    async def _lead(self, broker: BrokerClient, stop: asyncio.Event) -> None:
+        log.info("lease_acquired", token=self.lease.token[:8])
+        self.metrics.leader.set(1)
+        self.health.role = "leader"
+        lost = asyncio.Event()
+        halt = asyncio.Event()  # stops this term's tasks (on stop or on loss)
+        heal_trigger = asyncio.Event()
+        if self.settings.follows_broker_clock:
+            self._clock = FixedClock(await broker.clock())
+        resolver = Resolver(
+            broker,
+            self.store,
+            self.rq,
+            self.metrics,
+            concurrency=self.settings.resolver_concurrency,
+            token=lambda: self.lease.fence,
+            now=self.now,
+        )
+        self.readers = [
+            StreamReader(
+                Stream(name),
+                self.settings,
+                self.store,
+                self.metrics,
+                token=lambda: self.lease.fence,
+                on_connect=heal_trigger.set,
+                on_hints=resolver.wake.set,
+                now=self.now,
+            )
+            for name in self.settings.stream_names
+        ]
+        self.health.readers = self.readers
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(reader.run(halt), name=f"stream-{reader.name}") for reader in self.readers
+        ]
+        tasks.append(asyncio.create_task(resolver.run(halt), name="resolver"))
+        tasks.append(
+            asyncio.create_task(
+                resolver.heal_loop(halt, heal_trigger, self.settings.heal_interval_seconds), name="heal"
+            )
+        )
+        tasks.append(asyncio.create_task(self.lease.keep(lost), name="lease"))
+        if isinstance(self._clock, FixedClock):
+            tasks.append(asyncio.create_task(self._follow_clock(broker, self._clock, halt), name="clock"))
+        watch = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        done, _ = await asyncio.wait([*tasks, *watch], return_when=asyncio.FIRST_COMPLETED)
+        halt.set()
+        for task in watch:
+            task.cancel()
+        failed = [t for t in done if t in tasks and not t.cancelled() and t.exception() is not None]
+        for task in failed:
+            log.error("listener_task_failed", task=task.get_name(), error=repr(task.exception()))
+        started = time.monotonic()
+        _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS - 1)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.metrics.leader.set(0)
+        self.health.role = "standby"
+        self.health.readers = []
+        log.info(
+            "leadership_ended",
+            why="stop" if stop.is_set() else "lost" if lost.is_set() else "task_failed",
+            drain_seconds=round(time.monotonic() - started, 3),
+        )
+        if not stop.is_set():
+            await self.lease.release()
+
+    async def _follow_clock(self, broker: BrokerClient, clock: FixedClock, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(halt.wait(), timeout=CLOCK_REFRESH_SECONDS)
+            try:
+                clock.set(await broker.clock())
+            except RetryableError as exc:
+                log.warning("clock_refresh_failed", error=str(exc))
+
+
+__all__ = ["LeaseLostError", "Listener"]

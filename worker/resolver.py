@@ -1,0 +1,199 @@
+"""Hints and the heal poller → REST reads → records; then the outbox → RQ.
+
+Events are hints (A1): the resolver reads every transfer an event named over REST and records what
+Alpaca returns. The heal poller lists every non-final transfer and re-reads every transfer the store
+still holds as unsettled, so a lost event is healed within one poll. Both feed the same
+:meth:`funding.store.TransferStore.record`, which de-duplicates by (transfer id, status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+
+import redis
+import structlog
+
+from funding import keys
+from funding.broker import BrokerClient
+from funding.calendar import to_et
+from funding.errors import NotFoundError, RetryableError, SettlekeeperError
+from funding.models import IFStatus, InstantFunding
+from funding.store import DeadLetter, LeaseLostError, TransferStore
+from jobs.queues import enqueue_action
+from worker.metrics import ListenerMetrics
+
+log = structlog.get_logger(__name__)
+
+HINT_BATCH = 256
+"""Hints read per round."""
+
+
+class Resolver:
+    def __init__(
+        self,
+        broker: BrokerClient,
+        store: TransferStore,
+        rq_connection: redis.Redis,
+        metrics: ListenerMetrics,
+        *,
+        concurrency: int,
+        token: Callable[[], str],
+        now: Callable[[], datetime],
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.rq = rq_connection
+        self.metrics = metrics
+        self._limit = asyncio.Semaphore(concurrency)
+        self._token = token
+        self._now = now
+        self.wake = asyncio.Event()
+        """Set when new hints were committed."""
+
+    @property
+    def today(self) -> date:
+        return to_et(self._now()).date()
+
+    # ------------------------------------------------------------------ hints
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Resolve hints as they arrive until ``stop``; LeaseLostError propagates."""
+        while not stop.is_set():
+            try:
+                worked = await self.resolve_hints()
+                await self.dispatch()
+            except RetryableError as exc:
+                self.metrics.rest_errors.labels(type(exc).__name__).inc()
+                log.warning("resolve_retry", error=str(exc))
+                worked = False
+                await asyncio.sleep(1.0)
+            if not worked:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+
+    async def resolve_hints(self) -> bool:
+        """Read up to one batch of hinted transfers and record them; True if there was any."""
+        hints = await self.store.pending_hints(HINT_BATCH)
+        self.metrics.hints.set(await self.store.hint_count())
+        if not hints:
+            return False
+        await asyncio.gather(*(self._resolve(transfer_id, score) for transfer_id, score in hints))
+        return True
+
+    async def _resolve(self, transfer_id: str, score: float) -> None:
+        async with self._limit:
+            try:
+                transfer = await self.broker.get_transfer(transfer_id)
+            except NotFoundError:
+                await self._dead("unknown_transfer", f"transfer {transfer_id} does not exist", transfer_id)
+                await self.store.release_hint(transfer_id, score)
+                return
+            except (SettlekeeperError, ValueError) as exc:
+                if isinstance(exc, RetryableError):
+                    raise
+                await self._dead("unreadable_transfer", str(exc)[:300], transfer_id)
+                await self.store.release_hint(transfer_id, score)
+                return
+            await self.apply(transfer, source="stream")
+            await self.store.release_hint(transfer_id, score)
+
+    async def apply(self, transfer: InstantFunding, *, source: str) -> None:
+        """Record one transfer as read from the Broker API, unless its status or account is unknown."""
+        if not transfer.status.known:
+            await self._dead("unknown_status", f"transfer status {transfer.status.value!r}", str(transfer.id))
+            return
+        if not await self._known_account(transfer.account_no):
+            await self._dead("unknown_account", f"account {transfer.account_no} not found", str(transfer.id))
+            return
+        outcome = await self.store.record(
+            transfer, source=source, observed_at=self._now(), today=self.today, token=self._token()
+        )
+        self.metrics.records.labels(source, outcome.result).inc()
+        if outcome.result == "recorded":
+            log.info(
+                "transfer_recorded",
+                transfer_id=str(transfer.id),
+                account_no=transfer.account_no,
+                status_from=outcome.previous_status,
+                status_to=transfer.status.value,
+                source=source,
+                deadline=transfer.deadline.isoformat(),
+            )
+
+    async def _known_account(self, account_no: str) -> bool:
+        if await self.store.redis.hexists(keys.ACCOUNT_IDS, account_no):
+            return True
+        try:
+            account = await self.broker.find_account(account_no)
+        except NotFoundError:
+            return False
+        await self.store.redis.hset(keys.ACCOUNT_IDS, account_no, str(account.id))
+        return True
+
+    async def _dead(self, reason: str, detail: str, transfer_id: str) -> None:
+        self.metrics.malformed.labels("rest", reason).inc()
+        log.warning("transfer_dead_lettered", reason=reason, detail=detail, transfer_id=transfer_id)
+        await self.store.ingest("rest", None, [], [DeadLetter("rest", reason, detail, transfer_id)], now=time.time())
+
+    # ------------------------------------------------------------------ heal
+
+    async def heal(self) -> int:
+        """Reconcile the store with every non-final transfer Alpaca lists; returns the transfers read."""
+        listed: dict[str, InstantFunding] = {}
+        for status in (IFStatus.PENDING, IFStatus.EXECUTED):
+            for transfer in await self.broker.list_transfers(status=status):
+                listed[str(transfer.id)] = transfer
+        for transfer in listed.values():
+            await self.apply(transfer, source="poller")
+        gone = (await self.store.unsettled_ids()) - set(listed)
+        for transfer_id in gone:  # unsettled here, final there: read each to learn how it ended
+            try:
+                transfer = await self.broker.get_transfer(transfer_id)
+            except NotFoundError:
+                await self._dead("unknown_transfer", f"transfer {transfer_id} vanished", transfer_id)
+                continue
+            await self.apply(transfer, source="poller")
+        await self.dispatch()
+        return len(listed) + len(gone)
+
+    async def heal_loop(self, stop: asyncio.Event, trigger: asyncio.Event, interval: float) -> None:
+        """Heal on start, whenever ``trigger`` is set (after each reconnect), and every ``interval`` s."""
+        trigger.set()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(trigger.wait(), timeout=interval)
+            trigger.clear()
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                count = await self.heal()
+            except LeaseLostError:
+                raise
+            except RetryableError as exc:
+                self.metrics.heal_runs.labels("error").inc()
+                self.metrics.rest_errors.labels(type(exc).__name__).inc()
+                log.warning("heal_failed", error=str(exc))
+                continue
+            self.metrics.heal_runs.labels("ok").inc()
+            log.info("heal_done", transfers=count, seconds=round(time.monotonic() - started, 3))
+
+    # ------------------------------------------------------------------ outbox → RQ
+
+    async def dispatch(self) -> int:
+        """Hand every outbox action to RQ (unique job ids); returns how many were newly enqueued."""
+        enqueued = 0
+        while actions := await self.store.outbox():
+            for action in actions:
+                fresh = await asyncio.to_thread(enqueue_action, self.rq, action)
+                self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
+                if fresh:
+                    enqueued += 1
+                    log.info("action_enqueued", job_id=action.job_id, kind=action.kind)
+                await self.store.done(action)
+        return enqueued
