@@ -131,14 +131,15 @@ class Listener:
                 resolver.heal_loop(halt, heal_trigger, self.settings.heal_interval_seconds), name="heal"
             )
         )
-        tasks.append(asyncio.create_task(self.lease.keep(lost), name="lease"))
+        keeper = asyncio.create_task(self.lease.keep(lost), name="lease")
         if isinstance(self._clock, FixedClock):
             tasks.append(asyncio.create_task(self._follow_clock(broker, self._clock, halt), name="clock"))
-        watch = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        watch = [asyncio.create_task(stop.wait()), keeper]
         done, _ = await asyncio.wait([*tasks, *watch], return_when=asyncio.FIRST_COMPLETED)
         halt.set()
         for task in watch:
             task.cancel()
+        await asyncio.gather(*watch, return_exceptions=True)
         failed = [t for t in done if t in tasks and not t.cancelled() and t.exception() is not None]
         for task in failed:
             log.error("listener_task_failed", task=task.get_name(), error=repr(task.exception()))

@@ -165,8 +165,10 @@ class Resolver:
         """Heal on start, whenever ``trigger`` is set (after each reconnect), and every ``interval`` s."""
         trigger.set()
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(trigger.wait(), timeout=interval)
+            waits = [asyncio.create_task(trigger.wait()), asyncio.create_task(stop.wait())]
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
             trigger.clear()
             if stop.is_set():
                 return
