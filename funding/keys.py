@@ -2,7 +2,7 @@
 
 The Lua scripts in :mod:`funding.store` build the per-date and per-id keys from :data:`PREFIX` with
 the same shapes as the functions below (``due:``, ``due_cents:``, ``account:``, ``action:``,
-``replan_pending:``, ``replan_seq:``); a test checks the two agree.
+``replan_pending:``, ``replan_seq:``, ``deadletter_seen:``); a test checks the two agree.
 
 All keys share the ``sk:`` prefix so an operator can list them with ``SCAN MATCH sk:*``.
 """
@@ -51,6 +51,8 @@ def cursor_at(stream: str) -> str:
 
 HINTS = f"{PREFIX}hints"
 """Sorted set: transfer ids named by events and not yet read over REST (score: first seen, unix ms)."""
+HINT_DATES = f"{PREFIX}hint_dates"
+"""Hash: hinted transfer id → the system date its event named (lets the resolver list a day at once)."""
 HINT_SEQ = f"{PREFIX}hint_seq"
 """Integer: sequence giving every hint a unique score, so a newer hint is never released by mistake."""
 UNSETTLED = f"{PREFIX}unsettled"
@@ -72,6 +74,11 @@ AUDIT = f"{PREFIX}audit"
 def action(job_id: str) -> str:
     """String: marks an action as decided once (SET NX), so replays never enqueue it again."""
     return f"{PREFIX}action:{job_id}"
+
+
+def dead_letter_seen(identity: str) -> str:
+    """String: marks a dead letter as kept once (SET NX), so a replayed bad event is not added again."""
+    return f"{PREFIX}deadletter_seen:{identity}"
 
 
 def replan_seq(deadline: date | str) -> str:

@@ -85,6 +85,9 @@ def dumps_decimal_numbers(payload: Any) -> str:
     return re.sub(f'"{token}:(-?[0-9]+(?:\\.[0-9]+)?)"', r"\1", text)
 
 
+_EXACT = json.JSONDecoder(parse_float=Decimal)
+
+
 def loads_exact(raw: str | bytes) -> Any:
     """Parse JSON keeping every non-integer number as a Decimal (``parse_float=Decimal``)."""
-    return json.loads(raw, parse_float=Decimal)
+    return _EXACT.decode(raw.decode() if isinstance(raw, bytes) else raw)

@@ -4,8 +4,9 @@ Two steps touch the store, each one Lua script, so a crash at any instant leaves
 of a step visible:
 
 - :meth:`TransferStore.ingest` — a batch of stream events: the transfer ids they name become *hints*
-  (to be read over REST), malformed events go to the dead-letter stream, and the stream's cursor
-  advances to the last event of the batch. Fenced by the listener's lease token.
+  (to be read over REST), malformed events go to the dead-letter stream (once each, however often a
+  reconnect replays them), and the stream's cursor advances to the last event of the batch. Fenced by
+  the listener's lease token.
 - :meth:`TransferStore.record` — a transfer as the Broker API returned it: de-duplicated by
   (transfer id, status), never moved backwards, indexed, appended to the records stream, and, when an
   action may be due, an action is put in the outbox (once per action id, ever).
@@ -16,8 +17,9 @@ on floats (it only passes cent strings to INCRBY).
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,6 +35,8 @@ DEFAULT_RETENTION_SECONDS = 35 * 86400
 """Settled and canceled transfers are kept 35 days: a month of history for reports and reconciliation."""
 ACTION_MEMORY_SECONDS = 60 * 86400
 """An action id is remembered 60 days, far beyond any replay, so it is never enqueued twice."""
+DEAD_LETTER_MEMORY_SECONDS = 7 * 86400
+"""A dead letter's identity is remembered a week, far beyond any replay, so a replay never adds it again."""
 RECORDS_MAXLEN = 1_000_000
 """The records stream is trimmed (approximately) to its last million entries."""
 
@@ -40,8 +44,10 @@ _RANK = {"PENDING": 0, "EXECUTED": 1, "COMPLETED": 2, "CANCELED": 2, "FAILED": 2
 
 _INGEST = """
 -- KEYS: cursor, cursor_at, hints, hint_seq, deadletters, leader, key prefix
--- ARGV: token, cursor id, now (unix s), n_hints, hint ids..., n_dead, dead-letter json...,
---       n_journals, (journal id, status)...
+-- ARGV: token, cursor id, now (unix s), n_hints, hint ids..., n_dead, memory (s),
+--       (dead-letter identity, json)..., n_journals, (journal id, status)...,
+--       n_dates, (transfer id, system date)...
+-- Returns -1 if the lease is lost, else the positions (1-based) of the dead letters kept.
 if ARGV[1] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[1] then
   return -1
 end
@@ -55,10 +61,15 @@ if n > 0 then
   end
 end
 local d = tonumber(ARGV[i])
-i = i + 1
+local memory = ARGV[i + 1]
+i = i + 2
+local kept = {}
 for j = 1, d do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'entry', ARGV[i])
-  i = i + 1
+  if redis.call('SET', KEYS[7] .. 'deadletter_seen:' .. ARGV[i], '1', 'NX', 'EX', memory) then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 100000, '*', 'entry', ARGV[i + 1])
+    table.insert(kept, j)
+  end
+  i = i + 2
 end
 local m = tonumber(ARGV[i])
 i = i + 1
@@ -66,11 +77,17 @@ for j = 1, m do
   redis.call('HSET', KEYS[7] .. 'journal:' .. ARGV[i], 'status', ARGV[i + 1], 'at', ARGV[3])
   i = i + 2
 end
+local h = tonumber(ARGV[i])
+i = i + 1
+for j = 1, h do
+  redis.call('HSET', KEYS[7] .. 'hint_dates', ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
 if ARGV[2] ~= '' then
   redis.call('SET', KEYS[1], ARGV[2])
   redis.call('SET', KEYS[2], ARGV[3])
 end
-return n
+return kept
 """
 
 _RECORD = """
@@ -144,6 +161,7 @@ return {1, old_status}
 
 _RELEASE_HINT = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[2], ARGV[1])
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0
@@ -163,6 +181,11 @@ class DeadLetter:
 
     def to_json(self) -> str:
         return json.dumps({"stream": self.stream, "reason": self.reason, "detail": self.detail, "raw": self.raw[:4000]})
+
+    @property
+    def identity(self) -> str:
+        """Same stream, reason and payload: the same dead letter (a replayed event arrives byte for byte)."""
+        return hashlib.sha256(f"{self.stream}\0{self.reason}\0{self.raw}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -211,13 +234,20 @@ class TransferStore:
         dead_letters: list[DeadLetter],
         journals: Sequence[tuple[str, str]] = (),
         *,
+        hint_dates: Mapping[str, str] | None = None,
         token: str = "",
         now: float,
-    ) -> None:
-        """Hints + dead letters + journal statuses + cursor advance: one atomic step fenced by ``token``."""
+    ) -> list[DeadLetter]:
+        """Hints + dead letters + journal statuses + cursor advance: one atomic step fenced by ``token``.
+
+        Returns the dead letters kept: those not already in the dead-letter stream (replays are dropped).
+        """
         argv: list[Any] = [token, cursor or "", repr(now), len(transfer_ids), *transfer_ids]
-        argv += [len(dead_letters), *(d.to_json() for d in dead_letters)]
+        argv += [len(dead_letters), DEAD_LETTER_MEMORY_SECONDS]
+        argv += [part for d in dead_letters for part in (d.identity, d.to_json())]
         argv += [len(journals), *(part for pair in journals for part in pair)]
+        dates = hint_dates or {}
+        argv += [len(dates), *(part for pair in dates.items() for part in pair)]
         result = await self._ingest(
             keys=[
                 keys.cursor(stream),
@@ -230,8 +260,9 @@ class TransferStore:
             ],
             args=argv,
         )
-        if int(result) == -1:
+        if not isinstance(result, list):  # -1
             raise LeaseLostError("the leader lease is held by another listener")
+        return [dead_letters[int(position) - 1] for position in result]
 
     async def record(
         self, transfer: InstantFunding, *, source: str, observed_at: datetime, today: date, token: str = ""
@@ -290,7 +321,14 @@ class TransferStore:
 
     async def release_hint(self, transfer_id: str, score: float) -> None:
         """Drop a hint unless a newer event named the transfer again since it was read."""
-        await self._release(keys=[keys.HINTS], args=[transfer_id, _score_text(score)])
+        await self._release(keys=[keys.HINTS, keys.HINT_DATES], args=[transfer_id, _score_text(score)])
+
+    async def hint_dates(self, transfer_ids: Sequence[str]) -> dict[str, str]:
+        """The system date an event gave for each hinted transfer, where it gave one."""
+        if not transfer_ids:
+            return {}
+        values = await self.redis.hmget(keys.HINT_DATES, list(transfer_ids))
+        return {tid: _text(v) for tid, v in zip(transfer_ids, values, strict=True) if v is not None}
 
     async def hint_count(self) -> int:
         return int(await self.redis.zcard(keys.HINTS))

@@ -13,6 +13,7 @@ from sandbox.api import amount_of, parse_instant
 from sandbox.app import RUNTIME, engine, read_json
 from sandbox.faults import Fault
 from sandbox.state import SandboxError, SeedConfig
+from sandbox.synthetic import fill
 
 
 def _clock_state(request: web.Request) -> dict[str, Any]:
@@ -138,6 +139,17 @@ async def accounts(request: web.Request) -> web.Response:
     return web.json_response({"accounts": [render.sandbox_account(a) for a in eng.books.by_no.values()]})
 
 
+async def synthetic(request: web.Request) -> web.Response:
+    """Benchmarks: ``{"events": N, "transfers": K}`` appends N activity events, K of them real IF transfers."""
+    eng = engine(request)
+    body = await read_json(request)
+    try:
+        events, transfers = int(body.get("events", 10_000)), int(body.get("transfers", 1_000))
+    except (TypeError, ValueError):
+        raise SandboxError(400, "events and transfers must be integers") from None
+    return web.json_response(fill(eng, events, transfers))
+
+
 async def reset(request: web.Request) -> web.Response:
     """Replace all state with a fresh seed (the body is a :class:`SeedConfig`, every field optional)."""
     rt = request.app[RUNTIME]
@@ -169,3 +181,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sandbox/ledger", ledger)
     app.router.add_get("/sandbox/accounts", accounts)
     app.router.add_post("/sandbox/reset", reset)
+    app.router.add_post("/sandbox/synthetic", synthetic)

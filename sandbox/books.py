@@ -71,6 +71,9 @@ class Books:
     def firm(self, kind: AccountKind) -> Account:
         return next(a for a in self.by_no.values() if a.kind is kind)
 
+    def firm_account_number(self, kind: str) -> str:
+        return self.firm(AccountKind(kind)).number
+
     def post(
         self,
         at: datetime,

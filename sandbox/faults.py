@@ -18,9 +18,10 @@ FaultKind = Literal[
     "truncate",  # after `n` events send half of the next event's line and cut the connection
     "internal_error",  # after `n` events send ": internal server error" and close (v2 streams only)
     "silence",  # send nothing at all, not even heartbeats, for `delay_seconds` (0: until the client leaves)
+    "inject",  # before the `n`-th event of a connection, send `data: <data>` as given (malformed input)
 ]
 STREAM_KINDS = frozenset(
-    {"drop_every", "dropped_comment", "duplicate", "reorder", "truncate", "internal_error", "silence"}
+    {"drop_every", "dropped_comment", "duplicate", "reorder", "truncate", "internal_error", "silence", "inject"}
 )
 
 
@@ -39,6 +40,8 @@ class Fault(BaseModel):
     status: int = Field(default=500, ge=400, le=599)
     delay_seconds: float = Field(default=0.0, ge=0)
     window: int = Field(default=2, ge=2)
+    data: str = ""
+    """``inject``: the raw text of the ``data:`` line."""
     times: int | None = Field(default=None, ge=1)
 
 

@@ -151,6 +151,10 @@ async def _pump(
         index = len(log.events)
         if (reorder := faults.get("reorder")) is not None:
             batch = _reorder(batch, reorder.window)
+        if not faults:  # the common case: write in chunks, not one await per event
+            if await _write_plain(response, batch, window):
+                return
+            batch = []
         skip = 0
         for event in batch:
             if window.until_id is not None and event.event_id > window.until_id:
@@ -162,6 +166,8 @@ async def _pump(
                 continue
             sent += 1
             line = f"data: {event.data}\n\n".encode()
+            if (inject := faults.get("inject")) is not None and sent == inject.n:
+                await response.write(f"data: {inject.data}\n\n".encode())
             if (cut := faults.get("truncate")) is not None and sent == cut.n + 1:
                 await response.write(line[: len(line) // 2])
                 if request.transport is not None:
@@ -186,15 +192,50 @@ async def _pump(
             return
         if len(log.events) > index:
             continue  # appended while we were writing: no need to wait
-        waiter = log.waiter()
-        try:
-            await asyncio.wait_for(waiter.wait(), timeout=rt.heartbeat_seconds)
-        except TimeoutError:
+        closing = request.app[OPEN_STREAMS].closing
+        if closing.is_set():
+            return
+        waits = {asyncio.create_task(log.waiter().wait()), asyncio.create_task(closing.wait())}
+        done, pending = await asyncio.wait(waits, timeout=rt.heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if not done:
             await response.write(HEARTBEAT)
+
+
+CHUNK = 256
+"""Events per socket write when no fault needs them one by one."""
+
+
+async def _write_plain(response: web.StreamResponse, batch: list[StoredEvent], window: Window) -> bool:
+    """Send ``batch`` in chunks; True when the window's ``until``/``until_id`` ended the stream."""
+    chunk: list[str] = []
+    ended = False
+    for event in batch:
+        if (window.until_id is not None and event.event_id > window.until_id) or (
+            window.until is not None and event.at > window.until
+        ):
+            ended = True
+            break
+        chunk.append(f"data: {event.data}\n\n")
+        if window.until_id is not None and event.event_id >= window.until_id:
+            ended = True
+            break
+        if len(chunk) == CHUNK:
+            await response.write("".join(chunk).encode())
+            chunk = []
+    if chunk:
+        await response.write("".join(chunk).encode())
+    return ended
 
 
 class OpenStreams(set[web.StreamResponse]):
     """The SSE responses currently streaming (for the 25-connection cap and shutdown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = asyncio.Event()
+        """Set on shutdown: every stream ends at once instead of waiting for its next heartbeat."""
 
 
 OPEN_STREAMS = web.AppKey("open_streams", OpenStreams)
@@ -206,6 +247,7 @@ def rt_streams(app: web.Application) -> int:
 
 async def _close_streams(app: web.Application) -> None:
     streams: OpenStreams = app[OPEN_STREAMS]
+    streams.closing.set()
     for response in list(streams):
         with contextlib.suppress(Exception):
             await response.write_eof()

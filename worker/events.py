@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import ValidationError
 
+from funding.errors import MalformedDataError
 from funding.models import ActivityEvent, JournalStatusEvent, NTAEvent
-from funding.money import loads_exact
+from funding.money import loads_exact, parse_money
 from funding.store import DeadLetter
 
 
@@ -90,6 +92,7 @@ KNOWN_ACTIVITY_TYPES = frozenset(
 KNOWN_ACTIVITY_STATUSES = frozenset({"executed", "canceled", "correct", "pending"})
 IF_TYPES = frozenset({"MEM", "CSD", "INT"})
 """Activity types that can name an instant-funding transfer (memopost, settlement deposit, late interest)."""
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
 
 
@@ -105,6 +108,8 @@ class Parsed:
     dead: DeadLetter | None = None
     at: datetime | None = None
     """When the event was emitted (for the lag metric)."""
+    system_date: str | None = None
+    """The named transfer's system date, when the event says it (lets the resolver list a whole day)."""
 
 
 def parse(stream: Stream, data: str) -> Parsed:
@@ -112,7 +117,7 @@ def parse(stream: Stream, data: str) -> Parsed:
     spec = SPECS[stream]
     try:
         payload = loads_exact(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser can follow
         return _dead(stream, "", "not_json", "data is not JSON", data)
     if not isinstance(payload, dict):
         return _dead(stream, "", "not_object", "data is not a JSON object", data)
@@ -129,8 +134,12 @@ def parse(stream: Stream, data: str) -> Parsed:
             )
         if stream is Stream.NTA:
             nta = NTAEvent.model_validate(payload)
-            kind, status, details = nta.entry_type, nta.status or "executed", {}
+            details: dict[str, Any] = {"system_date": nta.system_date.isoformat()}
+            kind, status = nta.entry_type, nta.status or "executed"
             text, at = nta.description, nta.at
+        elif (fast := _plain_activity(payload)) is not None:
+            kind, status, at = fast  # a well-formed activity that cannot name a transfer: no model needed
+            return _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
         else:
             activity = ActivityEvent.model_validate(payload)
             kind, status, details = activity.activity_type, activity.status, activity.details
@@ -139,10 +148,8 @@ def parse(stream: Stream, data: str) -> Parsed:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         return _dead(stream, event_id, "invalid", f"{where}: {first['msg']}", data)
-    if kind not in KNOWN_ACTIVITY_TYPES:
-        return _dead(stream, event_id, "unknown_type", f"activity type {kind!r}", data)
-    if status not in KNOWN_ACTIVITY_STATUSES:
-        return _dead(stream, event_id, "unknown_status", f"activity status {status!r}", data)
+    if (refused := _classified(stream, event_id, kind, status, at, data)) is not None:
+        return refused
     if kind not in IF_TYPES:
         return Parsed(event_id, kind, at=at)
     transfer_id = details.get("transfer_id") if isinstance(details, dict) else None
@@ -151,7 +158,49 @@ def parse(stream: Stream, data: str) -> Parsed:
         transfer_id = match.group(1) if match else None
     if kind == "MEM" and not transfer_id:
         return _dead(stream, event_id, "missing_field", "MEM activity without a transfer_id", data)
-    return Parsed(event_id, kind, transfer_id=str(transfer_id) if transfer_id else None, at=at)
+    named_day = details.get("system_date") if isinstance(details, dict) else None
+    return Parsed(
+        event_id,
+        kind,
+        transfer_id=str(transfer_id) if transfer_id else None,
+        at=at,
+        system_date=str(named_day) if named_day else None,
+    )
+
+
+def _classified(stream: Stream, event_id: str, kind: str, status: str, at: datetime, raw: str) -> Parsed | None:
+    """A dead letter for an unknown activity type or status, else None."""
+    if kind not in KNOWN_ACTIVITY_TYPES:
+        return _dead(stream, event_id, "unknown_type", f"activity type {kind!r}", raw)
+    if status not in KNOWN_ACTIVITY_STATUSES:
+        return _dead(stream, event_id, "unknown_status", f"activity status {status!r}", raw)
+    return None
+
+
+def _plain_activity(payload: dict[str, object]) -> tuple[str, str, datetime] | None:
+    """(type, status, at) of an activity that is not an IF type and has every field well formed.
+
+    The same checks :class:`ActivityEvent` makes, done by hand because nearly every event on the
+    activities stream is a trade: anything unusual returns None and takes the model's path.
+    """
+    kind, status, at, account = (
+        payload.get("activity_type"),
+        payload.get("status"),
+        payload.get("at"),
+        payload.get("account_id"),
+    )
+    if not (isinstance(kind, str) and isinstance(status, str) and isinstance(at, str) and isinstance(account, str)):
+        return None
+    if kind in IF_TYPES or _UUID.fullmatch(account) is None or not isinstance(payload.get("details", {}), dict):
+        return None
+    amount = payload.get("net_amount")
+    try:
+        if amount is not None:
+            parse_money(amount)
+        moment = datetime.fromisoformat(at)
+    except (MalformedDataError, ValueError):
+        return None
+    return (kind, status, moment) if moment.tzinfo is not None else None
 
 
 def _dead(stream: Stream, event_id: str, reason: str, detail: str, raw: str) -> Parsed:

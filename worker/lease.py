@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from asyncio import wait_for
 
 import redis
 import redis.asyncio as aioredis
@@ -19,6 +20,9 @@ import structlog
 from funding import keys
 
 log = structlog.get_logger(__name__)
+
+RENEW_GRACE_SECONDS = 0.05
+"""A renewal sent at (or just past) the end of the lease still gets one round trip to prove it is ours."""
 
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -47,9 +51,11 @@ class Lease:
         last_ok = time.monotonic()
         while self.held:
             await asyncio.sleep(self.renew_every)
-            try:
-                renewed = bool(await self._renew(keys=[keys.LEADER], args=[self.token, self.ttl_ms]))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            sent = time.monotonic()
+            try:  # a hung Redis (partition) is waited on only until the lease would have expired
+                renewal = self._renew(keys=[keys.LEADER], args=[self.token, self.ttl_ms])
+                renewed = bool(await wait_for(renewal, max(last_ok + self.ttl_ms / 1000 - sent, RENEW_GRACE_SECONDS)))
+            except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
                 if time.monotonic() - last_ok < self.ttl_ms / 1000:
                     log.warning("lease_renew_failed", error=type(exc).__name__)
                     continue
@@ -59,7 +65,7 @@ class Lease:
                 log.error("lease_lost", token=self.token[:8])
                 lost.set()
                 return
-            last_ok = time.monotonic()
+            last_ok = sent  # the lease runs from when the renewal was sent, at the latest
 
     async def release(self) -> None:
         """Give the lease up (only if still ours)."""
@@ -72,5 +78,6 @@ class Lease:
 
     @property
     def fence(self) -> str:
-        """The token writes are fenced with ('' once the lease is lost, which the store refuses)."""
+        """The token writes are fenced with (``"lost"`` once the lease is lost, which the store refuses;
+        never ``''``, which the store's scripts treat as unfenced)."""
         return self.token if self.held else "lost"

@@ -137,6 +137,9 @@ class Listener:
         watch = [asyncio.create_task(stop.wait()), keeper]
         done, _ = await asyncio.wait([*tasks, *watch], return_when=asyncio.FIRST_COMPLETED)
         halt.set()
+        self.metrics.leader.set(0)  # not reading any more, even while the drain below waits on a hung Redis
+        self.health.role = "standby"
+        resolver.wake.set()  # an idle resolver waits on its wake-up, not on halt: stop it at once
         for task in watch:
             task.cancel()
         await asyncio.gather(*watch, return_exceptions=True)

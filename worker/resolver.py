@@ -28,8 +28,11 @@ from worker.metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 
-HINT_BATCH = 256
+HINT_BATCH = 2048
 """Hints read per round."""
+LIST_A_DAY_FROM = 50
+"""From this many hints naming one system date, the resolver lists that day (100 per request, A1's
+"batched through the list endpoint") instead of reading each transfer on its own."""
 
 
 class Resolver:
@@ -53,6 +56,8 @@ class Resolver:
         self._now = now
         self.wake = asyncio.Event()
         """Set when new hints were committed."""
+        self._dispatching = asyncio.Lock()
+        """The hint loop and the heal poller both dispatch; one at a time, so no action is handed over twice."""
 
     @property
     def today(self) -> date:
@@ -82,10 +87,23 @@ class Resolver:
         self.metrics.hints.set(await self.store.hint_count())
         if not hints:
             return False
-        await asyncio.gather(*(self._resolve(transfer_id, score) for transfer_id, score in hints))
+        scores = dict(hints)
+        by_day: dict[str, list[str]] = {}
+        for transfer_id, day in (await self.store.hint_dates(list(scores))).items():
+            by_day.setdefault(day, []).append(transfer_id)
+        for day, ids in by_day.items():
+            if len(ids) < LIST_A_DAY_FROM:
+                continue
+            listed = {str(t.id): t for t in await self.broker.list_transfers(system_date=date.fromisoformat(day))}
+            for transfer_id in ids:
+                if transfer_id in listed:
+                    await self.apply(listed[transfer_id], source="stream")
+                    await self.store.release_hint(transfer_id, scores.pop(transfer_id))
+        await asyncio.gather(*(self._resolve(transfer_id, score) for transfer_id, score in scores.items()))
         return True
 
     async def _resolve(self, transfer_id: str, score: float) -> None:
+        """Read one hinted transfer on its own (few hints for its day, or no day known)."""
         async with self._limit:
             try:
                 transfer = await self.broker.get_transfer(transfer_id)
@@ -136,9 +154,10 @@ class Resolver:
         return True
 
     async def _dead(self, reason: str, detail: str, transfer_id: str) -> None:
-        self.metrics.malformed.labels("rest", reason).inc()
-        log.warning("transfer_dead_lettered", reason=reason, detail=detail, transfer_id=transfer_id)
-        await self.store.ingest("rest", None, [], [DeadLetter("rest", reason, detail, transfer_id)], now=time.time())
+        letter = DeadLetter("rest", reason, detail, transfer_id)
+        if await self.store.ingest("rest", None, [], [letter], now=time.time()):  # once per transfer and reason
+            self.metrics.malformed.labels("rest", reason).inc()
+            log.warning("transfer_dead_lettered", reason=reason, detail=detail, transfer_id=transfer_id)
 
     # ------------------------------------------------------------------ heal
 
@@ -190,12 +209,13 @@ class Resolver:
     async def dispatch(self) -> int:
         """Hand every outbox action to RQ (unique job ids); returns how many were newly enqueued."""
         enqueued = 0
-        while actions := await self.store.outbox():
-            for action in actions:
-                fresh = await asyncio.to_thread(enqueue_action, self.rq, action)
-                self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
-                if fresh:
-                    enqueued += 1
-                    log.info("action_enqueued", job_id=action.job_id, kind=action.kind)
-                await self.store.done(action)
+        async with self._dispatching:
+            while actions := await self.store.outbox():
+                for action in actions:
+                    fresh = await asyncio.to_thread(enqueue_action, self.rq, action)
+                    self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
+                    if fresh:
+                        enqueued += 1
+                        log.info("action_enqueued", job_id=action.job_id, kind=action.kind)
+                    await self.store.done(action)
         return enqueued

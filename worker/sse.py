@@ -9,20 +9,25 @@ the status and headers of a failed connect. Here each :func:`open_stream` call b
   ``on_comment``;
 - the end of the body raises :class:`StreamClosed` instead of letting the library reconnect;
 - an unterminated last line (an event cut mid-line) is counted and discarded, never parsed;
+- a broken read (cut connection, the ``sock_read`` watchdog, a line longer than twice ``read_bufsize``)
+  raises :class:`StreamClosed` too, and bytes that are not UTF-8 become U+FFFD instead of crashing the
+  library's strict decode;
 
 and maps connect failures onto the error tree with the status and ``X-RateLimit-Reset`` captured by
-an aiohttp trace hook.
+an aiohttp trace hook, closing the failed response the library would leave holding a connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse_client.client import EventSource
 
 from funding.errors import ClientError, RateLimitedError, ServerError, TransportError
@@ -34,10 +39,15 @@ class StreamClosed(TransportError):
 
 @dataclass
 class ConnectInfo:
-    """Status and headers of the last connect attempt, captured by the session's trace hook."""
+    """Status and headers of the last connect attempt, captured by the session's trace hook.
+
+    One per session, and one connection at a time on it (the reader's connect loop is sequential).
+    """
 
     status: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    response: aiohttp.ClientResponse | None = field(default=None, repr=False, compare=False)
+    """The last response itself: on a refused connect the library neither reads nor closes it."""
 
 
 def stream_session(heartbeat_seconds: float, info: ConnectInfo) -> aiohttp.ClientSession:
@@ -47,36 +57,64 @@ def stream_session(heartbeat_seconds: float, info: ConnectInfo) -> aiohttp.Clien
     async def on_end(_: aiohttp.ClientSession, __: SimpleNamespace, params: Any) -> None:
         info.status = params.response.status
         info.headers = dict(params.response.headers)
+        info.response = params.response
 
     trace.on_request_end.append(on_end)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=3 * heartbeat_seconds)
     return aiohttp.ClientSession(timeout=timeout, trace_configs=[trace], read_bufsize=2**20)
 
 
+MAX_LINE_BYTES = 2 * 2**20
+"""An event line longer than this ends the connection (aiohttp's own readline limit was 2 x read_bufsize)."""
+
+
 class _Lines:
-    """The response's line iterator, with comments surfaced and the end of stream made explicit."""
+    """The response's line iterator, with comments surfaced and every end of the stream made explicit.
+
+    The library runs ``async for`` over it once per event, so it keeps no state between lines.
+    """
 
     def __init__(self, content: aiohttp.StreamReader, on_comment: Callable[[str], None]) -> None:
         self._content = content
         self._on_comment = on_comment
+        self._ready: deque[bytes] = deque()
+        self._partial = b""
         self.truncated = 0
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._lines()
+    def __aiter__(self) -> _Lines:
+        return self
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._content, name)  # aiohttp reads exception() etc. on release
 
-    async def _lines(self) -> AsyncIterator[bytes]:
-        async for raw in self._content:
-            if not raw.endswith(b"\n"):
-                self.truncated += 1
-                break
-            if raw.startswith(b":"):
+    async def __anext__(self) -> bytes:
+        while True:
+            while not self._ready:
+                await self._fill()
+            raw = self._ready.popleft()
+            if raw[:1] == b":":
                 self._on_comment(raw[1:].decode("utf-8", "replace").strip())
                 continue
-            yield raw
-        raise StreamClosed("the server closed the event stream")
+            if not raw.isascii():  # the library decodes strictly; one bad byte would escape as an error
+                raw = raw.decode("utf-8", "replace").encode()
+            return raw
+
+    async def _fill(self) -> None:
+        """Read whatever arrived and split it into lines (one C-level split instead of a readline each)."""
+        try:
+            chunk = await self._content.readany()
+        except (aiohttp.ClientError, TimeoutError, HttpProcessingError) as exc:
+            raise StreamClosed(f"event stream broke: {type(exc).__name__}") from None  # cut, or the watchdog
+        if not chunk:
+            if self._partial:
+                self.truncated += 1
+                raise StreamClosed("the server closed the event stream in the middle of a line")
+            raise StreamClosed("the server closed the event stream")
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > MAX_LINE_BYTES:
+            raise StreamClosed(f"an event line is longer than {MAX_LINE_BYTES} bytes")
+        self._ready.extend(line[:-1] if line[-1:] == b"\r" else line for line in lines)
 
 
 @dataclass
@@ -105,22 +143,21 @@ async def open_stream(
         params=dict(params),
         headers=dict(headers),
     )
-    info.status, info.headers = 0, {}
+    info.status, info.headers, info.response = 0, {}, None
     try:
         await source.connect(retry=0)
     except (ConnectionError, aiohttp.ClientError, TimeoutError) as exc:
         await source.close()
+        if info.response is not None:
+            info.response.close()  # refused (4xx/5xx, not 200, not text/event-stream): free the connection
         raise _connect_error(url, info, exc) from None
-    response = source._response  # the library keeps it private; pinned to aiohttp-sse-client <0.3
-    lines = _Lines(response.content, on_comment)
-    response.content = lines
+    response, info.response = info.response, None  # the one the library now reads from
+    assert response is not None
+    response.content = _Lines(response.content, on_comment)
 
     async def messages() -> AsyncIterator[Message]:
-        try:
-            async for event in source:
-                yield Message(data=event.data, event=event.type)
-        except (aiohttp.ClientError, TimeoutError) as exc:  # cut mid-body, or the sock_read watchdog
-            raise StreamClosed(f"event stream broke: {type(exc).__name__}") from None
+        async for event in source:  # ends by raising StreamClosed from _Lines, never by reconnecting
+            yield Message(data=event.data, event=event.type)
 
     try:
         yield messages()

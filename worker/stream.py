@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import redis
 import structlog
+from prometheus_client import Counter
 
 from config.settings import Settings
 from funding.errors import RetryableError, SettlekeeperError
-from funding.store import LeaseLostError, TransferStore
+from funding.store import DeadLetter, LeaseLostError, TransferStore
 from worker.events import SPECS, Parsed, Stream, parse
 from worker.metrics import ListenerMetrics
 from worker.sse import ConnectInfo, StreamClosed, open_stream, stream_session
@@ -63,6 +64,7 @@ class StreamReader:
         self.last_alive = 0.0
         self._cursor: str | None = None
         self._queue: asyncio.Queue[Parsed] = asyncio.Queue(maxsize=BATCH * 8)
+        self._counters: dict[str, Counter] = {}
 
     @property
     def name(self) -> str:
@@ -175,7 +177,10 @@ class StreamReader:
         async for message in messages:  # type: ignore[attr-defined]
             parsed = parse(self.spec.name, message.data)
             self.last_alive = time.time()
-            self.metrics.events.labels(self.name, parsed.kind).inc()
+            counter = self._counters.get(parsed.kind)
+            if counter is None:
+                counter = self._counters[parsed.kind] = self.metrics.events.labels(self.name, parsed.kind)
+            counter.inc()
             await self._queue.put(parsed)
 
     async def _commit_loop(self) -> None:
@@ -196,7 +201,9 @@ class StreamReader:
     async def _commit(self, batch: list[Parsed]) -> None:
         cursor = self._cursor
         hints: dict[str, None] = {}
+        dates: dict[str, str] = {}
         dead = []
+        dead_ids: dict[DeadLetter, str] = {}
         journals = []
         newest_at: datetime | None = None
         for item in batch:
@@ -208,22 +215,24 @@ class StreamReader:
                 cursor = item.event_id
             if item.dead is not None:
                 dead.append(item.dead)
-                self.metrics.malformed.labels(self.name, item.dead.reason).inc()
-                log.warning(
-                    "event_dead_lettered",
-                    stream=self.name,
-                    event_id=item.event_id,
-                    reason=item.dead.reason,
-                    detail=item.dead.detail,
-                )
+                dead_ids[item.dead] = item.event_id
             if item.transfer_id:
                 hints[item.transfer_id] = None
+                if item.system_date:
+                    dates[item.transfer_id] = item.system_date
             if item.journal:
                 journals.append(item.journal)
         while True:
             try:
-                await self.store.ingest(
-                    self.name, cursor, list(hints), dead, journals, token=self._token(), now=time.time()
+                kept = await self.store.ingest(
+                    self.name,
+                    cursor,
+                    list(hints),
+                    dead,
+                    journals,
+                    hint_dates=dates,
+                    token=self._token(),
+                    now=time.time(),
                 )
                 break
             except LeaseLostError:
@@ -235,6 +244,15 @@ class StreamReader:
                 log.warning("commit_retry", stream=self.name, error=type(exc).__name__)
                 await asyncio.sleep(0.2)
         self._cursor = cursor
+        for letter in kept:  # a replayed bad event was kept, counted and logged the first time only
+            self.metrics.malformed.labels(self.name, letter.reason).inc()
+            log.warning(
+                "event_dead_lettered",
+                stream=self.name,
+                event_id=dead_ids[letter],
+                reason=letter.reason,
+                detail=letter.detail,
+            )
         self.metrics.cursor_timestamp.labels(self.name).set(time.time())
         if newest_at is not None:
             self.metrics.lag.labels(self.name).set(max((self._now() - newest_at).total_seconds(), 0.0))

@@ -189,6 +189,17 @@ async def test_internal_error_comment_then_close_on_v2_streams(sandbox: Sandbox,
     assert stream.error is None
 
 
+async def test_inject_sends_the_raw_line_before_the_nth_event(sandbox: Sandbox) -> None:
+    """inject n=2: the raw `data:` line arrives before the 2nd event of the connection, once, as given."""
+    ids = await five_events(sandbox)
+    await arm(sandbox, kind="inject", n=2, data="not {json", stream="activities", times=1)
+    stream = await connect_and_read(sandbox, ACTIVITIES, {"since_id": ids[0]}, events=6)
+    assert stream.data[1] == "not {json", "the raw line, between the 1st and the 2nd event"
+    assert [json.loads(text)["event_id"] for text in stream.data[:1] + stream.data[2:]] == ids
+    again = await connect_and_read(sandbox, ACTIVITIES, {"since_id": ids[0]}, events=5)
+    assert "not {json" not in again.data, "times=1: the next connection is clean"
+
+
 async def test_internal_error_does_not_apply_to_v1_nta(sandbox: Sandbox) -> None:
     """internal_error is a v2-only comment: the v1 NTA stream keeps sending every event."""
     ids = await five_events(sandbox)

@@ -1,0 +1,49 @@
+"""Large synthetic streams for benchmarks: real executed transfers plus a flood of trade activities."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from funding.money import ZERO
+from sandbox.engine import Engine
+from sandbox.events import StreamName
+from sandbox.state import SandboxError
+
+
+def fill(engine: Engine, events: int, transfers: int) -> dict[str, object]:
+    """Create ``transfers`` IF transfers (one MEM event each) and pad the activities stream to ``events``.
+
+    Needs a seed without per-account limits, a correspondent limit large enough, and
+    ``if_execute_delay_seconds`` 0 so each transfer executes (and emits) at once.
+    """
+    if engine.seed.if_execute_delay_seconds != 0 or engine.seed.if_account_limit is not None:
+        raise SandboxError(422, "synthetic streams need if_execute_delay_seconds 0 and if_account_limit null")
+    customers = [a for a in engine.books.by_no.values() if not a.is_firm]
+    if not customers or not 0 <= transfers <= events:
+        raise SandboxError(422, "need customers, and 0 <= transfers <= events")
+    log = engine.emit.logs[StreamName.ACTIVITIES]
+    start = len(log)
+    si = engine.books.firm_account_number("SI")
+    for n in range(transfers):
+        engine.create_transfer(customers[n % len(customers)].number, si, Decimal("10.00"), None, "")
+    system_date = engine.system_date
+    for n in range(events - transfers):
+        account = customers[n % len(customers)]
+        engine.emit.activity(
+            engine.now,
+            account,
+            "TRD",
+            status="executed",
+            net_amount=ZERO,
+            qty=Decimal(1),
+            symbol="AAPL",
+            settle_date=system_date,
+            system_date=system_date,
+            description="synthetic fill",
+            details={"order_id": f"synthetic-{n}"},
+        )
+    return {
+        "count": len(log) - start,
+        "first_event_id": log.events[start].event_id if len(log) > start else None,
+        "last_event_id": log.events[-1].event_id if len(log) > start else None,
+    }
