@@ -99,14 +99,14 @@ end
 local r = cjson.decode(ARGV[2])
 local p = ARGV[3]
 local rank = {PENDING = 0, EXECUTED = 1, COMPLETED = 2, CANCELED = 2, FAILED = 2}
-local old = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'due_cents', 'total_interest')
+local old = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'due_cents', 'interest_cents')
 local old_status = old[1] or ''
 local duplicate = redis.call('SISMEMBER', KEYS[2], r.status) == 1
 if old_status ~= '' and rank[r.status] < rank[old_status] then
   return {0, old_status}  -- a stale read: never move backwards
 end
-if duplicate and old[4] == r.total_interest then
-  return {0, old_status}
+if duplicate and tonumber(r.interest_cents) <= tonumber(old[4] or '0') then
+  return {0, old_status}  -- nothing new (interest only ever grows; an older snapshot has less)
 end
 -- index bookkeeping: take the old due amount out, put the new one in
 if old_status == 'PENDING' or old_status == 'EXECUTED' then
@@ -123,6 +123,7 @@ redis.call('HSET', KEYS[1],
   'id', r.id, 'account_no', r.account_no, 'source_account_no', r.source_account_no,
   'amount', r.amount, 'status', r.status, 'system_date', r.system_date, 'deadline', r.deadline,
   'remaining_payable', r.remaining_payable, 'total_interest', r.total_interest,
+  'interest_cents', r.interest_cents,
   'due_cents', unsettled and r.due_cents or '0', 'created_at', r.created_at,
   'updated_at', r.observed_at, 'source', r.source)
 if r.settlement_id ~= '' then
@@ -283,6 +284,7 @@ class TransferStore:
             "remaining_payable": str(transfer.remaining_payable),
             "total_interest": str(transfer.total_interest),
             "due_cents": str(cents(transfer.remaining_payable)),
+            "interest_cents": str(cents(transfer.total_interest)),
             "created_at": transfer.created_at.isoformat(),
             "observed_at": observed_at.isoformat(),
             "source": source,

@@ -62,7 +62,7 @@ class Lease:
                 renewed = False
             if not renewed:
                 self.held = False
-                log.error("lease_lost", token=self.token[:8])
+                log.error("lease_lost", holder=self.token[:8])
                 lost.set()
                 return
             last_ok = sent  # the lease runs from when the renewal was sent, at the latest

@@ -91,7 +91,7 @@ class Listener:
             return False
 
     async def _lead(self, broker: BrokerClient, stop: asyncio.Event) -> None:
-        log.info("lease_acquired", token=self.lease.token[:8])
+        log.info("lease_acquired", holder=self.lease.token[:8])
         self.metrics.leader.set(1)
         self.health.role = "leader"
         lost = asyncio.Event()
@@ -145,7 +145,10 @@ class Listener:
         await asyncio.gather(*watch, return_exceptions=True)
         failed = [t for t in done if t in tasks and not t.cancelled() and t.exception() is not None]
         for task in failed:
-            log.error("listener_task_failed", task=task.get_name(), error=repr(task.exception()))
+            if isinstance(task.exception(), LeaseLostError):
+                log.warning("lease_lost_on_write", task=task.get_name())
+            else:
+                log.error("listener_task_failed", task=task.get_name(), error=repr(task.exception()))
         started = time.monotonic()
         _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS - 1)
         for task in pending:

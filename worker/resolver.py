@@ -155,7 +155,7 @@ class Resolver:
 
     async def _dead(self, reason: str, detail: str, transfer_id: str) -> None:
         letter = DeadLetter("rest", reason, detail, transfer_id)
-        if await self.store.ingest("rest", None, [], [letter], now=time.time()):  # once per transfer and reason
+        if await self.store.ingest("rest", None, [], [letter], token=self._token(), now=time.time()):  # once each
             self.metrics.malformed.labels("rest", reason).inc()
             log.warning("transfer_dead_lettered", reason=reason, detail=detail, transfer_id=transfer_id)
 

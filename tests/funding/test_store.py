@@ -308,3 +308,15 @@ def test_lua_key_literals_are_the_ones_tested() -> None:
         keys.HINT_DATES[prefix:],
     }
     assert literals == exercised
+
+
+async def test_a_stale_snapshot_with_less_interest_changes_nothing(store: TransferStore) -> None:
+    """Interest only grows: a heal snapshot read before 1 PM cannot undo interest recorded after it."""
+    booked = make_transfer("EXECUTED", amount="1000.00", interest="0.35")
+    assert await record(store, make_transfer("EXECUTED", amount="1000.00", transfer_id=str(booked.id))) == "recorded"
+    assert await record(store, booked) == "updated"
+    stale = make_transfer("EXECUTED", amount="1000.00", transfer_id=str(booked.id))
+    assert await record(store, stale) == "duplicate"
+    stored = await store.transfer(str(booked.id))
+    assert (stored["total_interest"], stored["remaining_payable"]) == ("0.35", "1000.35")
+    assert await store.amount_due(TOMORROW) == Decimal("1000.35")
