@@ -129,6 +129,17 @@ redis.call('HSET', KEYS[1],
 if r.settlement_id ~= '' then
   redis.call('HSET', KEYS[1], 'settlement_id', r.settlement_id)
 end
+local account_id = redis.call('HGET', p .. 'account_ids', r.account_no)
+if account_id then
+  redis.call('HSET', KEYS[1], 'account_id', account_id)
+end
+if r.status == 'COMPLETED' then
+  local intent = redis.call('HGET', p .. 'settled_by', r.id)
+  redis.call('HSET', KEYS[1], 'settled_by', intent and 'settlekeeper' or 'partner')
+  if intent then
+    redis.call('HSET', KEYS[1], 'settle_intent', intent)
+  end
+end
 redis.call('SADD', p .. 'account:' .. r.account_no .. ':transfers', r.id)
 if duplicate then
   return {2, old_status}  -- same status, new interest: fields updated, no record, no action

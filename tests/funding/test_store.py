@@ -306,6 +306,8 @@ def test_lua_key_literals_are_the_ones_tested() -> None:
         keys.dead_letter_seen("x")[prefix:-1],
         keys.UNSETTLED[prefix:],
         keys.HINT_DATES[prefix:],
+        keys.ACCOUNT_IDS[prefix:],
+        keys.SETTLED_BY[prefix:],
     }
     assert literals == exercised
 
@@ -320,3 +322,18 @@ async def test_a_stale_snapshot_with_less_interest_changes_nothing(store: Transf
     stored = await store.transfer(str(booked.id))
     assert (stored["total_interest"], stored["remaining_payable"]) == ("0.35", "1000.35")
     assert await store.amount_due(TOMORROW) == Decimal("1000.35")
+
+
+async def test_completed_transfer_says_who_settled_it(store: TransferStore, redis_client: redis.Redis) -> None:
+    """A COMPLETED transfer is settled by settlekeeper when a settle intent named it, else by the partner."""
+    ours, theirs = make_transfer("EXECUTED"), make_transfer("EXECUTED")
+    redis_client.hset(keys.ACCOUNT_IDS, ACCOUNT, "0b7f6d2e-0000-4000-8000-000000000001")
+    redis_client.hset(keys.SETTLED_BY, str(ours.id), "settle-2026-11-24-1")
+    for transfer in (ours, theirs):
+        await record(store, transfer)
+        await record(store, make_transfer("COMPLETED", transfer_id=str(transfer.id)))
+    stored_ours, stored_theirs = await store.transfer(str(ours.id)), await store.transfer(str(theirs.id))
+    assert (stored_ours["settled_by"], stored_ours["settle_intent"]) == ("settlekeeper", "settle-2026-11-24-1")
+    assert stored_theirs["settled_by"] == "partner"
+    assert "settle_intent" not in stored_theirs
+    assert stored_ours["account_id"] == "0b7f6d2e-0000-4000-8000-000000000001"
