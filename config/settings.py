@@ -7,8 +7,10 @@ names the variable and what was expected, and never echoes a secret.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -41,6 +43,9 @@ DEFAULT_RETENTION_DAYS = 35
 """Settled and canceled transfers stay in Redis a month and a bit: enough for monthly interest invoices."""
 
 Port = Annotated[int, Field(ge=0, le=65535)]
+Mode = Literal["off", "dry-run", "on"]
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Seconds = Annotated[float, Field(gt=0)]
 
 
@@ -80,6 +85,45 @@ class Settings(BaseSettings):
     """``wall``, ``broker`` (follow ``GET /v1/clock``), or ``auto``: wall time against Alpaca, the
     broker clock against anything else (the sandbox)."""
 
+    # --- money jobs ------------------------------------------------------------------
+    si_account_no: str = "7536050SI"
+    """The partner's SI account (instant funding source; settlements are paid from it)."""
+    rf_account_no: str = "7536050RF"
+    """The partner's prefunded RF account (tops SI up, covers debit balances)."""
+    settle_mode: Mode | None = None
+    """``off``, ``dry-run`` or ``on`` for settlements; unset: ``dry-run`` against Alpaca, ``on`` elsewhere."""
+    fund_mode: Mode | None = None
+    """The same for RF → SI journals."""
+    cover_mode: Mode | None = None
+    """The same for RF → customer journals that cover debit balances."""
+    max_settlement_amount: Money = Decimal("1000000")
+    """Cap of one settlement (amounts plus interest); a larger plan is refused, not split."""
+    max_daily_amount: Money = Decimal("5000000")
+    """Cap of all money settlekeeper moves in one business day (journals in, covers)."""
+    max_cover_per_account: Money = Decimal("10000")
+    """Cap of one account's debit cover per day."""
+    cover_only_if_debits: bool = True
+    """Cover a debit only up to what IF cancellations of that day took from the account."""
+    phase_settle: ClockTime = "12:00"
+    phase_settle_retry: ClockTime = "12:30"
+    phase_late_check: ClockTime = "13:05"
+    phase_sweep: ClockTime = "20:05"
+    poll_seconds: Seconds = 1.0
+    """How often a job re-reads a journal or settlement it waits for."""
+    journal_wait_seconds: Seconds = 60.0
+    settlement_wait_seconds: Seconds = 120.0
+    fed_upper_bound: Money = Decimal("0.0450")
+    """For cost estimates: IF late interest is fed upper bound + 8 % a year."""
+    margin_rate: Money = Decimal("0.0850")
+    """For cost estimates: the margin interest rate charged on a debit balance."""
+    transmitter_template: str = (
+        '{"originator_street_address": "", "originator_city": "", "originator_country": "USA", '
+        '"originator_bank_name": ""}'
+    )
+    """JSON object of transmitter_info fields common to every settlement transfer (the partner's bank)."""
+    transmitter_overrides: str = "{}"
+    """JSON object: account number → transmitter_info fields overriding the template for that account."""
+
     sandbox_host: str = "127.0.0.1"
     sandbox_port: Port = 8765
     sandbox_key: SecretStr = SecretStr(DEFAULT_SANDBOX_KEY)
@@ -108,6 +152,22 @@ class Settings(BaseSettings):
         if value not in {"auto", "wall", "broker"}:
             raise ValueError("expected one of auto, wall, broker")
         return value
+
+    @field_validator("transmitter_template", "transmitter_overrides")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON object") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("expected a JSON object")
+        return value
+
+    def mode(self, action: str) -> str:
+        """The guardrail mode of ``settle``, ``fund`` or ``cover`` (defaults by target, see above)."""
+        configured = {"settle": self.settle_mode, "fund": self.fund_mode, "cover": self.cover_mode}[action]
+        return configured or ("dry-run" if self.live_broker else "on")
 
     @property
     def stream_names(self) -> list[str]:

@@ -28,7 +28,7 @@ from funding.errors import (
     ServerError,
     TransportError,
 )
-from funding.models import Account, IFStatus, InstantFunding, TradeAccount
+from funding.models import Account, IFStatus, InstantFunding, Journal, Settlement, TradeAccount
 from funding.money import loads_exact
 
 PAGE_SIZE = 100
@@ -193,6 +193,32 @@ class BrokerClient:
 
     async def trade_account(self, account_id: str) -> TradeAccount:
         return TradeAccount.model_validate(await self.request("GET", f"/v1/trading/accounts/{account_id}/account"))
+
+    async def account(self, account_id: str) -> Account:
+        return Account.model_validate(await self.request("GET", f"/v1/accounts/{account_id}"))
+
+    async def create_journal(self, body: Mapping[str, Any], idempotency_key: str) -> Journal:
+        """``POST /v1/journals``; safe to repeat with the same key and body (A6)."""
+        return Journal.model_validate(
+            await self.request("POST", "/v1/journals", body=dict(body), idempotency_key=idempotency_key)
+        )
+
+    async def get_journal(self, journal_id: str) -> Journal:
+        return Journal.model_validate(await self.request("GET", f"/v1/journals/{journal_id}"))
+
+    async def create_settlement(self, body: Mapping[str, Any]) -> Settlement:
+        """``POST /v1/instant_funding/settlements``: no idempotency key exists (A5), so never retried here."""
+        return Settlement.model_validate(await self.request("POST", "/v1/instant_funding/settlements", body=dict(body)))
+
+    async def get_settlement(self, settlement_id: str) -> Settlement:
+        return Settlement.model_validate(await self.request("GET", f"/v1/instant_funding/settlements/{settlement_id}"))
+
+    async def list_settlements(self, statuses: list[str] | None = None) -> list[Settlement]:
+        """Settlements filtered by status; accepts ``{"settlements": [...]}`` or a bare array (A5)."""
+        params = {"statuses": ",".join(statuses)} if statuses else None
+        body = await self.request("GET", "/v1/instant_funding/settlements", params=params)
+        rows = body.get("settlements", []) if isinstance(body, dict) else body
+        return [Settlement.model_validate(row) for row in rows]
 
     async def clock(self) -> datetime:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""

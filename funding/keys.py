@@ -71,7 +71,46 @@ OUTBOX = f"{PREFIX}outbox"
 LEADER = f"{PREFIX}leader"
 """String: the listener lease (value: holder token; TTL: the lease)."""
 AUDIT = f"{PREFIX}audit"
-"""Stream: append-only audit trail of decisions and money movements."""
+"""Stream: append-only audit trail of decisions and money movements (never trimmed)."""
+KILL_SWITCH = f"{PREFIX}kill"
+"""String: when present, no money call goes out; its value says why (set by an operator)."""
+ALERTS = f"{PREFIX}alerts"
+"""Stream: alerts raised by jobs (what on-call must know), for the alert sinks."""
+
+
+def intent(key: str) -> str:
+    """Hash: one money intent (what, why, amount, idempotency key, status, Alpaca's ids)."""
+    return f"{PREFIX}intent:{key}"
+
+
+def intent_transfers(key: str) -> str:
+    """Set: the transfer ids a settle intent includes."""
+    return f"{PREFIX}intent:{key}:transfers"
+
+
+def intents_of(deadline: date | str) -> str:
+    """Set: keys of every intent made for a deadline (or, for covers, the cancellation date)."""
+    return f"{PREFIX}intents:{deadline}"
+
+
+def moved_today(day: date | str) -> str:
+    """Integer: cents moved out of RF by settlekeeper on a business day (the daily cap)."""
+    return f"{PREFIX}moved:{day}"
+
+
+def plan(deadline: date | str) -> str:
+    """Hash: the settle plan of a deadline (attempt counter, last outcome)."""
+    return f"{PREFIX}plan:{deadline}"
+
+
+def identity(account_no: str) -> str:
+    """Hash: a customer's name and address from GET /v1/accounts/{id}, for transmitter info."""
+    return f"{PREFIX}identity:{account_no}"
+
+
+def costs(deadline: date | str) -> str:
+    """Hash: late interest avoided/incurred and margin interest estimates for a deadline."""
+    return f"{PREFIX}costs:{deadline}"
 
 
 def action(job_id: str) -> str:

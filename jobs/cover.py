@@ -1,13 +1,150 @@
-"""Cover job: after a cancellation, journal RF → customer for exactly the debit (filled in by the money-jobs issue)."""
+"""Cover job: after an 8 PM cancellation, journal RF → customer for exactly the debit it left.
+
+Enqueued by the listener for each canceled transfer's (account, deadline) and by the 20:05 sweep
+(same job id, so never twice). The journal's ``Idempotency-Key`` is derived from (account, date);
+JNLC limits may leave it ``pending`` (alert, and the sweep looks again); afterwards the account's cash
+must no longer be negative. By default only the part of a debit that IF cancellations of that day
+caused is covered (``SETTLEKEEPER_COVER_ONLY_IF_DEBITS``).
+"""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 import structlog
+
+from funding import keys
+from funding.audit import Intent, IntentStatus
+from funding.models import IFStatus
+from funding.money import ZERO, margin_interest, wire
+from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
+from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
 
 
-def cover_account(account_no: str, deadline: str) -> dict[str, str]:
-    """Check ``account_no`` for a debit balance left by a transfer canceled on ``deadline``."""
-    log.info("cover_check_requested", account_no=account_no, deadline=deadline)
-    return {"account_no": account_no, "deadline": deadline, "outcome": "not_implemented"}
+def cover_account(account_no: str, deadline: str) -> dict[str, Any]:
+    """RQ entry: cover ``account_no``'s debit left by transfers canceled on ``deadline``."""
+    return run_job(lambda ctx: cover(ctx, account_no, date.fromisoformat(deadline)))
+
+
+def sweep(deadline: str) -> dict[str, Any]:
+    """RQ entry (20:05 ET): cover every account whose transfers due ``deadline`` were canceled."""
+    return run_job(lambda ctx: sweep_deadline(ctx, date.fromisoformat(deadline)))
+
+
+async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
+    canceled = await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
+    accounts = sorted({t.account_no for t in canceled})
+    results = [await cover(ctx, account_no, deadline) for account_no in accounts]
+    report = {
+        "deadline": str(deadline),
+        "accounts": len(accounts),
+        "covered": sum(1 for r in results if r["outcome"] == "covered"),
+        "pending": sum(1 for r in results if r["outcome"] == "pending"),
+    }
+    await ctx.ledger.note("sweep", "cover", f"sweep-{deadline}", None, **report)
+    log.info("sweep_run", **report)
+    return report
+
+
+async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, Any]:
+    key = f"cover-{account_no}-{deadline}"
+    with structlog.contextvars.bound_contextvars(account_no=account_no, deadline=deadline.isoformat()):
+        report = await _cover(ctx, key, account_no, deadline)
+        log.info("cover_run", **report)
+        return report
+
+
+async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> dict[str, Any]:
+    report: dict[str, Any] = {"account_no": account_no, "deadline": str(deadline)}
+    account_id = await ctx.account_id(account_no)
+    intent = await ctx.ledger.intent(key)
+    if intent is not None and intent.status in (IntentStatus.SENT, IntentStatus.PLANNED):
+        try:  # an earlier run got this far: same key and body, so Alpaca returns the same journal
+            done = await (follow_journal(ctx, intent) if intent.broker_id else _send_cover(ctx, intent, account_no))
+        except Waiting:
+            return {**report, "outcome": "pending", "journal_id": intent.broker_id}
+        return await _verify(ctx, intent, account_id, report, done)
+    if intent is not None and intent.status == IntentStatus.DONE:
+        return await _verify(ctx, intent, account_id, report, True)
+    cash = (await ctx.broker.trade_account(account_id)).cash
+    if cash >= 0:
+        await ctx.ledger.note("no_debit", "cover", key, cash=str(cash))
+        return {**report, "outcome": "no_debit", "cash": wire(cash)}
+    debit = -cash
+    amount = debit
+    if ctx.settings.cover_only_if_debits:
+        canceled = sum(
+            (
+                t.amount
+                for t in await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
+                if t.account_no == account_no
+            ),
+            ZERO,
+        )
+        amount = min(debit, canceled)
+        if amount <= 0:
+            await ctx.ledger.note("not_if_debit", "cover", key, debit=str(debit))
+            return {**report, "outcome": "not_if_debit", "debit": wire(debit)}
+    days = ctx.calendar.interest_days(ctx.calendar.next_trading_day(deadline))
+    estimate = margin_interest(debit, ctx.settings.margin_rate, days)
+    await ctx.redis.hset(keys.costs(deadline), f"margin_interest:{account_no}", str(estimate))
+    intent = Intent(
+        key,
+        "cover",
+        deadline.isoformat(),
+        f"debit of {wire(debit)} after IF cancellation",
+        amount,
+        idempotency_key(key),
+        account_no=account_no,
+    )
+    verdict = await ctx.guard.check("cover", amount, day=deadline)
+    if not verdict.allowed or verdict.dry_run:
+        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
+        intent.detail = verdict.reason
+        await ctx.ledger.save(intent, "cover_" + intent.status, reason=verdict.reason, margin_interest=str(estimate))
+        if not verdict.allowed:
+            await ctx.alert(
+                "guardrail",
+                "critical",
+                f"cover of {wire(amount)} for {account_no} refused: {verdict.reason}",
+                f"guard-{key}",
+                account_no=account_no,
+            )
+        return {**report, "outcome": intent.status, "amount": wire(amount), "reason": verdict.reason}
+    await ctx.ledger.save(intent, "cover_planned", debit=str(debit), margin_interest=str(estimate))
+    try:
+        done = await _send_cover(ctx, intent, account_no)
+    except Waiting:
+        return {**report, "outcome": "pending", "journal_id": intent.broker_id, "amount": wire(amount)}
+    return await _verify(ctx, intent, account_id, report, done)
+
+
+async def _send_cover(ctx: JobContext, intent: Intent, account_no: str) -> bool:
+    return await send_journal(ctx, intent, ctx.settings.rf_account_no, account_no)
+
+
+async def _verify(
+    ctx: JobContext, intent: Intent, account_id: str, report: dict[str, Any], done: bool
+) -> dict[str, Any]:
+    """After the journal: the account's cash must no longer be negative (or say why it is)."""
+    cash = (await ctx.broker.trade_account(account_id)).cash
+    outcome = "covered" if done and cash >= 0 else ("still_in_debit" if done else "failed")
+    if done and cash < 0:
+        await ctx.alert(
+            "debit_remains",
+            "critical",
+            f"{intent.account_no} still has cash {wire(cash)} after the cover",
+            f"debit-{intent.key}",
+            account_no=intent.account_no,
+        )
+    await ctx.ledger.note(f"cover_{outcome}", "cover", intent.key, intent.amount, cash=str(cash))
+    return {
+        **report,
+        "outcome": outcome,
+        "amount": wire(intent.amount),
+        "cash": wire(cash),
+        "journal_id": intent.broker_id,
+    }

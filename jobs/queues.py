@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
@@ -18,6 +18,18 @@ RESULT_TTL_SECONDS = 7 * 86400
 FAILURE_TTL_SECONDS = 30 * 86400
 """Failed jobs stay inspectable for a month (RQ's default of a year hides nothing useful)."""
 JOB_TIMEOUT_SECONDS = 600
+
+RETRY = Retry(max=3, interval=[10, 30, 120])
+"""Jobs raise only transient errors (everything permanent is handled and alerted inside), so a retry
+always means "try again later"; retries with an interval need a worker started with the scheduler."""
+
+PHASE_JOBS = {
+    "settle": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "settle_retry": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "late_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "sweep": ("jobs.cover.sweep", COVER_QUEUE),
+}
+"""The business phases of a trading day and what each runs."""
 
 ACTION_JOBS = {
     "cover": ("jobs.cover.cover_account", COVER_QUEUE),
@@ -45,6 +57,26 @@ def enqueue_action(connection: redis.Redis, action: Action) -> bool:
             unique=True,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=FAILURE_TTL_SECONDS,
+            retry=RETRY,
+        )
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
+    """Enqueue a business phase for ``day`` once (job id ``phase-<name>-<day>``); False if it already was."""
+    func, queue_name = PHASE_JOBS[phase]
+    kwargs = {"deadline": day} if phase == "sweep" else {"phase": phase, "deadline": day}
+    try:
+        queue(queue_name, connection).enqueue(
+            func,
+            kwargs=kwargs,
+            job_id=f"phase-{phase.replace('_', '-')}-{day}",
+            unique=True,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            retry=RETRY,
         )
     except DuplicateJobError:
         return False

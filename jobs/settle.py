@@ -1,13 +1,382 @@
-"""Settle job: fund SI from RF and settle what is due (filled in by the money-jobs issue)."""
+"""Settle job: fund SI from RF and settle what is due on a deadline, once, before 1 PM ET.
+
+One run, for deadline D:
+1. resume every open intent of D (ask the Broker API what happened; never re-post blindly);
+2. read the unsettled transfers due on D from the Broker API (the truth: fresh ``remaining_payable``),
+   skipping those already in one of our settlements;
+3. plan: what SI needs, topped up from RF; when RF is short, the priority policy of
+   :mod:`funding.planning`, and what is left is reported;
+4. journal RF → SI for exactly the top-up (``Idempotency-Key``), and wait until it is executed;
+5. settle in batches of at most 50,000 transfers, one at a time, each carrying its intent key in
+   ``additional_info``, following each to ``COMPLETED`` or ``FAILED``; a failure because interest
+   accrued or funds were short re-plans once with fresh amounts.
+A run that waits too long returns ``in_progress``; the next phase or re-plan resumes from the intents.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
 import structlog
+
+from funding import keys
+from funding.audit import Intent, IntentStatus
+from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
+from funding.errors import PermanentError
+from funding.guardrails import KillSwitchOn
+from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
+from funding.money import wire
+from funding.planning import chunks, costs, debit_risk, make_plan
+from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
+from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
 
+INTENT_TAG = "settlekeeper intent "
+"""Prefix of ``additional_info``: how a settlement is found again after a crash (A5)."""
+MAX_FAILED_ROUNDS = 2
+"""The first failure re-plans with fresh amounts; a second one stops and pages a human."""
 
-def replan(deadline: str) -> dict[str, str]:
-    """Re-plan the settlement of transfers due on ``deadline`` after one of them changed."""
-    log.info("replan_requested", deadline=deadline)
-    return {"deadline": deadline, "outcome": "not_implemented"}
+
+def replan(deadline: str) -> dict[str, Any]:
+    """RQ entry: a transfer due ``deadline`` changed (enqueued by the listener, coalesced)."""
+    return run_job(lambda ctx: settle(ctx, date.fromisoformat(deadline), phase="replan"))
+
+
+def run_phase(phase: str, deadline: str) -> dict[str, Any]:
+    """RQ entry: a scheduled phase (``settle``, ``settle_retry``, ``late_check``) for ``deadline``."""
+    return run_job(lambda ctx: settle(ctx, date.fromisoformat(deadline), phase=phase))
+
+
+async def settle(ctx: JobContext, deadline: date, *, phase: str) -> dict[str, Any]:
+    """One settle run for ``deadline``; returns its report (also written to the audit trail)."""
+    bound = structlog.contextvars.bound_contextvars(deadline=deadline.isoformat(), phase=phase)
+    with bound:
+        await ctx.redis.delete(keys.replan_pending(deadline))  # later changes may trigger a new re-plan
+        lock = ctx.redis.lock(f"{keys.plan(deadline)}:lock", timeout=ctx.settings.settlement_wait_seconds * 4)
+        if not await lock.acquire(blocking=False):
+            await ctx.ledger.note("busy", "settle", f"settle-{deadline}", phase=phase)
+            return {"deadline": str(deadline), "outcome": "busy"}
+        try:
+            report = await _settle_locked(ctx, deadline, phase)
+        finally:
+            await lock.release()
+        log.info("settle_run", **{k: v for k, v in report.items() if k != "left"}, left=len(report.get("left", [])))
+        return report
+
+
+async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[str, Any]:
+    now = await ctx.now()
+    report: dict[str, Any] = {"deadline": str(deadline), "phase": phase, "settled": 0, "left": []}
+    if now >= at_et(deadline, CYCLE_CUTOFF):
+        await ctx.ledger.note("too_late", "settle", f"settle-{deadline}", why="transfers are canceled at 8 PM ET")
+        return {**report, "outcome": "too_late"}
+    late = now >= at_et(deadline, SETTLEMENT_CUTOFF)
+    if late:
+        await ctx.ledger.note(
+            "late",
+            "settle",
+            f"settle-{deadline}",
+            why="after 1 PM ET: interest is booked; settling now only "
+            "prevents the 8 PM cancellation and the debit balances it would cause",
+        )
+    report["late"] = late
+    try:
+        for _ in range(MAX_FAILED_ROUNDS + 1):
+            await _resume(ctx, deadline)
+            outcome = await _round(ctx, deadline, report)
+            if outcome != "replan":
+                report["outcome"] = outcome
+                break
+        else:
+            report["outcome"] = "failed"
+    except Waiting as waiting:
+        report["outcome"] = "in_progress"
+        report["waiting_for"] = str(waiting)
+    except KillSwitchOn as kill:
+        report["outcome"] = "killed"
+        await ctx.alert("kill_switch", "warning", f"settlement of {deadline} stopped: {kill}", f"kill-{deadline}")
+    await ctx.ledger.note("report", "settle", f"settle-{deadline}", **{k: v for k, v in report.items()})
+    return report
+
+
+async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str:
+    """Plan, fund and settle once; returns ``done``, ``nothing_due``, ``replan``, ``dry_run``, ``refused``
+    or ``failed``."""
+    settings = ctx.settings
+    due = await _unsettled(ctx, deadline)
+    if not due:
+        await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
+        return "done" if report["settled"] else "nothing_due"
+    await _wait_for_other_settlements(ctx)
+    si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
+    rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
+    rf_available = min(rf.cash_transferable, await ctx.guard.fund_budget(deadline))
+    plan = make_plan(deadline, due, si_cash=si_cash, rf_available=rf_available)
+    if plan.left:  # short: who goes first depends on the debit their cancellation would leave
+        cash = {}
+        for account_no in {t.account_no for t in due}:
+            cash[account_no] = (await ctx.broker.trade_account(await ctx.account_id(account_no))).cash
+        plan = make_plan(deadline, due, si_cash=si_cash, rf_available=rf_available, at_risk=debit_risk(due, cash))
+        report["left"] = [
+            {"transfer_id": str(t.id), "account_no": t.account_no, "amount": wire(t.remaining_payable), "why": why}
+            for t, why in plan.left
+        ]
+        short = sum((t.remaining_payable for t, _ in plan.left), Decimal(0))
+        await ctx.alert(
+            "rf_short",
+            "critical",
+            f"RF cannot cover {deadline}: {len(plan.left)} transfers ({wire(short)}) left unsettled",
+            f"rf-short-{deadline}",
+            left=len(plan.left),
+        )
+    await ctx.ledger.note(
+        "plan",
+        "settle",
+        f"settle-{deadline}",
+        plan.need,
+        selected=len(plan.selected),
+        left=len(plan.left),
+        si_cash=str(si_cash),
+        top_up=str(plan.top_up),
+    )
+    if not plan.selected:
+        return "refused"
+    if plan.top_up > 0:
+        funded = await _fund(ctx, deadline, plan.top_up)
+        if funded != "done":
+            if funded == "dry-run":  # audit what the settlements would have been, move nothing
+                for batch in chunks(plan.selected):
+                    await _dry_run_batch(ctx, deadline, batch, "SI would be funded by the dry-run journal")
+            return "dry_run" if funded == "dry-run" else "refused"
+    for batch in chunks(plan.selected):
+        status = await _settle_batch(ctx, deadline, batch)
+        if status is SettlementStatus.COMPLETED:
+            report["settled"] += len(batch)
+            continue
+        if status is SettlementStatus.FAILED:
+            failures = await ctx.redis.hincrby(keys.plan(deadline), "failed_rounds", 1)
+            if failures < MAX_FAILED_ROUNDS:
+                return "replan"
+            await ctx.alert(
+                "settlement_failed", "critical", f"settlement of {deadline} failed twice", f"settle-failed-{deadline}"
+            )
+            return "failed"
+        return "dry_run" if settings.mode("settle") == "dry-run" else "refused"
+    summary = costs([] if report["late"] else plan.selected, plan.selected, settings.fed_upper_bound)
+    await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
+    return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
+
+
+async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred: Decimal) -> None:
+    """Accumulate the deadline's late-interest figures (decimal strings, never floats)."""
+    current = {_text(k): Decimal(_text(v)) for k, v in (await ctx.redis.hgetall(keys.costs(deadline))).items()}
+    await ctx.redis.hset(
+        keys.costs(deadline),
+        mapping={
+            "late_interest_avoided": str(current.get("late_interest_avoided", Decimal(0)) + avoided),
+            "late_interest_incurred": str(current.get("late_interest_incurred", Decimal(0)) + incurred),
+        },
+    )
+
+
+async def _unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
+    """Transfers due on ``deadline`` that still need paying, minus those in a settlement of ours in flight."""
+    rows = [
+        t
+        for status in (IFStatus.EXECUTED, IFStatus.PENDING)
+        for t in await ctx.broker.list_transfers(status=status, deadline=deadline)
+    ]
+    busy: set[str] = set()
+    for intent in await ctx.ledger.intents_for(deadline.isoformat()):
+        if intent.kind == "settle" and intent.status in (IntentStatus.PLANNED, IntentStatus.SENT):
+            busy |= await ctx.ledger.intent_transfers(intent.key)
+    return [t for t in rows if str(t.id) not in busy and t.source_account_no == ctx.settings.si_account_no]
+
+
+async def _wait_for_other_settlements(ctx: JobContext) -> None:
+    """Only one settlement per source may be in progress (A5): wait for someone else's to finish."""
+    waited = 0.0
+    while True:
+        busy = [
+            s
+            for s in await ctx.broker.list_settlements(["PENDING", "AWAITING_ADDITIONAL_FUNDS"])
+            if s.source_account_number in (None, ctx.settings.si_account_no)
+        ]
+        if not busy:
+            return
+        if waited >= ctx.settings.settlement_wait_seconds:
+            raise Waiting(f"settlement {busy[0].id} of another party is still {busy[0].status.value}")
+        await asyncio.sleep(ctx.settings.poll_seconds)
+        waited += ctx.settings.poll_seconds
+
+
+async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
+    """Journal RF → SI for exactly ``amount``: ``done`` once executed, else ``dry-run`` or ``refused``."""
+    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
+    key = f"fund-{deadline}-{seq}"
+    intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, idempotency_key(key))
+    verdict = await ctx.guard.check("fund", amount, day=deadline)
+    if not verdict.allowed or verdict.dry_run:
+        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
+        intent.detail = verdict.reason
+        await ctx.ledger.save(intent, "fund_" + intent.status, reason=verdict.reason)
+        if not verdict.allowed:
+            await ctx.alert(
+                "guardrail", "warning", f"RF → SI journal of {wire(amount)} refused: {verdict.reason}", f"guard-{key}"
+            )
+        return intent.status
+    await ctx.ledger.save(intent, "fund_planned")
+    return (
+        "done" if await send_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no) else "refused"
+    )
+
+
+async def _settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:
+    total = sum((t.remaining_payable for t in batch), Decimal(0))
+    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
+    key = f"settle-{deadline}-{seq}"
+    intent = Intent(
+        key, "settle", deadline.isoformat(), f"{len(batch)} transfers due {deadline}", total, idempotency_key(key)
+    )
+    verdict = await ctx.guard.check("settle", total, day=deadline)
+    if not verdict.allowed or verdict.dry_run:
+        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
+        intent.detail = verdict.reason
+        await ctx.ledger.save(intent, "settle_" + intent.status, reason=verdict.reason, transfers=len(batch))
+        if not verdict.allowed:
+            await ctx.alert(
+                "guardrail", "warning", f"settlement of {wire(total)} refused: {verdict.reason}", f"guard-{key}"
+            )
+        return None
+    await ctx.ledger.remember_transfers(key, (str(t.id) for t in batch))
+    await ctx.ledger.save(intent, "settle_planned", transfers=len(batch))
+    return await _post_settlement(ctx, intent, batch)
+
+
+async def _dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> None:
+    total = sum((t.remaining_payable for t in batch), Decimal(0))
+    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
+    key = f"settle-{deadline}-{seq}"
+    intent = Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key), IntentStatus.DRY_RUN)
+    await ctx.ledger.save(intent, "settle_dry-run", transfers=len(batch))
+
+
+async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
+    transfers = [
+        {"instant_transfer_id": str(t.id), "transmitter_info": await _transmitter(ctx, t.account_no)} for t in batch
+    ]
+    await ctx.guard.before_call()
+    intent.status = IntentStatus.SENT
+    await ctx.ledger.save(intent, "settle_sent", transfers=len(batch))
+    try:
+        settlement = await ctx.broker.create_settlement(
+            {"transfers": transfers, "additional_info": INTENT_TAG + intent.key}
+        )
+    except PermanentError as exc:
+        intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
+        await ctx.ledger.save(intent, "settle_refused", error=str(exc)[:500])
+        await ctx.alert(
+            "settlement_refused", "critical", f"settlement {intent.key} refused: {exc}", f"settle-refused-{intent.key}"
+        )
+        return SettlementStatus.FAILED
+    return await _follow_settlement(ctx, intent, settlement)
+
+
+async def _follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlement) -> SettlementStatus:
+    intent.broker_id = str(settlement.id)
+    waited = 0.0
+    while True:
+        intent.broker_status = settlement.status.value
+        if settlement.status in (SettlementStatus.COMPLETED, SettlementStatus.FAILED):
+            intent.status = (
+                IntentStatus.DONE if settlement.status is SettlementStatus.COMPLETED else IntentStatus.FAILED
+            )
+            intent.detail = settlement.reason or ""
+            await ctx.ledger.save(
+                intent,
+                f"settle_{settlement.status.value.lower()}",
+                settlement_id=intent.broker_id,
+                reason=settlement.reason,
+                total=str(settlement.total_amount),
+                interest=str(settlement.interest_amount),
+            )
+            return settlement.status
+        await ctx.ledger.save(
+            intent, "settle_in_progress", settlement_id=intent.broker_id, status=settlement.status.value
+        )
+        if waited >= ctx.settings.settlement_wait_seconds:
+            raise Waiting(f"settlement {settlement.id} is {settlement.status.value}")
+        await asyncio.sleep(ctx.settings.poll_seconds)
+        waited += ctx.settings.poll_seconds
+        settlement = await ctx.broker.get_settlement(intent.broker_id)
+
+
+async def _resume(ctx: JobContext, deadline: date) -> None:
+    """Finish what an earlier run started: ask the Broker API, then continue or close each intent."""
+    for intent in await ctx.ledger.intents_for(deadline.isoformat()):
+        if intent.status not in (IntentStatus.PLANNED, IntentStatus.SENT):
+            continue
+        await ctx.ledger.save(intent, f"{intent.kind}_resumed", status=intent.status)
+        if intent.kind == "fund":
+            if intent.broker_id:
+                await follow_journal(ctx, intent)
+            else:  # same key, same body: Alpaca returns the journal if the first POST got through
+                await send_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no)
+        elif intent.kind == "settle":
+            found = await _find_settlement(ctx, intent.key)
+            if found is not None:
+                await _follow_settlement(ctx, intent, found)
+                continue
+            ids = await ctx.ledger.intent_transfers(intent.key)
+            still = [
+                t
+                for t in await _all_due(ctx, deadline)
+                if str(t.id) in ids and t.status in (IFStatus.EXECUTED, IFStatus.PENDING)
+            ]
+            if not still:
+                intent.status, intent.detail = (
+                    IntentStatus.FAILED,
+                    "no settlement was created; its transfers are no longer unsettled",
+                )
+                await ctx.ledger.save(intent, "settle_abandoned")
+                continue
+            await _post_settlement(ctx, intent, still)
+
+
+async def _find_settlement(ctx: JobContext, intent_key: str) -> Settlement | None:
+    """The settlement carrying ``intent_key`` in ``additional_info``, whatever its status (A5)."""
+    for settlement in await ctx.broker.list_settlements():
+        if (settlement.additional_info or "") == INTENT_TAG + intent_key:
+            return settlement
+    return None
+
+
+async def _all_due(ctx: JobContext, deadline: date) -> list[InstantFunding]:
+    return await ctx.broker.list_transfers(deadline=deadline)
+
+
+async def _transmitter(ctx: JobContext, account_no: str) -> dict[str, str]:
+    """Template + the customer's identity (cached) + per-account overrides."""
+    cached = await ctx.redis.hgetall(keys.identity(account_no))
+    if cached:
+        identity = {_text(k): _text(v) for k, v in cached.items()}
+    else:
+        account = await ctx.broker.account(await ctx.account_id(account_no))
+        person = account.identity or {}
+        identity = {
+            "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
+            "originator_bank_account_number": account_no,
+        }
+        await ctx.redis.hset(keys.identity(account_no), mapping=identity)  # type: ignore[arg-type]
+    info = {**json.loads(ctx.settings.transmitter_template), **identity}
+    info.update(json.loads(ctx.settings.transmitter_overrides).get(account_no, {}))
+    return {k: str(v) for k, v in info.items() if v not in (None, "")}
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -32,7 +32,33 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--speed", type=float, default=1.0, help="sandbox seconds per real second")
     sandbox.add_argument("--start", help="start the sandbox clock at this RFC 3339 instant")
     commands.add_parser("listen", help="read the event streams into Redis (leader-elected)")
+    work = commands.add_parser("work", help="run an RQ worker on settlekeeper's queues (with the scheduler)")
+    work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    work.add_argument(
+        "--worker-class",
+        choices=("fork", "simple"),
+        default="fork",
+        help="fork (default: each job in its own process) or simple (in-process, for local runs)",
+    )
+    work.add_argument("--name", help="worker name (default: host and pid); name it after the pod in Kubernetes")
     return parser
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
+    """Serve the settle, cover and alert queues; retries with an interval need the scheduler, so it runs."""
+    import redis
+    from rq import SimpleWorker, Worker
+    from rq.serializers import JSONSerializer
+
+    from funding.redis_factory import redis_url
+    from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
+
+    worker_class = Worker if args.worker_class == "fork" else SimpleWorker
+    with redis_url(settings) as url:
+        connection = redis.Redis.from_url(url)
+        queues = [queue(name, connection) for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)]
+        worker = worker_class(queues, connection=connection, serializer=JSONSerializer, name=args.name)
+        return bool(worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level))
 
 
 async def run_listener(settings: Settings) -> None:
@@ -90,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_sandbox(settings, args))
     elif args.command == "listen":
         asyncio.run(run_listener(settings))
+    elif args.command == "work":
+        run_worker(settings, args)
     return 0
 
 

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from funding.broker import BrokerClient
+from funding.calendar import TradingCalendar
 from funding.clock import FixedClock, WallClock
 from funding.errors import RetryableError
 from funding.store import LeaseLostError, TransferStore
@@ -30,6 +31,7 @@ from worker.health import Health, health_app
 from worker.lease import Lease
 from worker.metrics import ListenerMetrics
 from worker.resolver import Resolver
+from worker.schedule import Scheduler
 from worker.stream import StreamReader
 
 log = structlog.get_logger(__name__)
@@ -131,6 +133,8 @@ class Listener:
                 resolver.heal_loop(halt, heal_trigger, self.settings.heal_interval_seconds), name="heal"
             )
         )
+        scheduler = Scheduler(self.settings, self.rq, self.now, TradingCalendar())
+        tasks.append(asyncio.create_task(scheduler.run(halt), name="schedule"))
         keeper = asyncio.create_task(self.lease.keep(lost), name="lease")
         if isinstance(self._clock, FixedClock):
             tasks.append(asyncio.create_task(self._follow_clock(broker, self._clock, halt), name="clock"))

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -20,8 +20,8 @@ from jobs.queues import (
     RESULT_TTL_SECONDS,
     SETTLE_QUEUE,
     enqueue_action,
-    queue,
 )
+from tests.jobs.conftest import RunWorker
 
 DEADLINE = "2026-11-24"
 COVER = Action("1-0", f"cover-8100000001-{DEADLINE}", "cover", "8100000001", DEADLINE)
@@ -83,16 +83,16 @@ def test_job_settings_ttls_and_json_payload(redis_client: redis.Redis) -> None:
     assert (func, args, kwargs) == ("jobs.cover.cover_account", [], {"deadline": DEADLINE, "account_no": "8100000001"})
 
 
-def test_burst_worker_runs_both_jobs_and_keeps_the_guard(redis_client: redis.Redis) -> None:
+async def test_burst_worker_runs_both_jobs_and_keeps_the_guard(
+    redis_client: redis.Redis, job_env: object, run_worker: RunWorker
+) -> None:
     """A real burst worker runs the enqueued jobs; the finished job still blocks a second enqueue of its id."""
     for action in (COVER, REPLAN):
         enqueue_action(redis_client, action)
-    queues = [queue(COVER_QUEUE, redis_client), queue(SETTLE_QUEUE, redis_client)]
-    worker = SimpleWorker(queues, connection=redis_client, serializer=JSONSerializer)
-    assert worker.work(burst=True)
+    assert await run_worker()
     cover, replan = fetch(redis_client, COVER.job_id), fetch(redis_client, REPLAN.job_id)
     assert (cover.get_status(), replan.get_status()) == (JobStatus.FINISHED, JobStatus.FINISHED)
-    assert cover.return_value() == {"account_no": COVER.account_no, "deadline": DEADLINE, "outcome": "not_implemented"}
-    assert replan.return_value() == {"deadline": DEADLINE, "outcome": "not_implemented"}
+    assert cover.return_value()["outcome"] == "no_debit"
+    assert replan.return_value()["outcome"] == "nothing_due"
     assert 0 < redis_client.ttl(f"rq:job:{COVER.job_id}") <= RESULT_TTL_SECONDS
     assert enqueue_action(redis_client, COVER) is False

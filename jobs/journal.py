@@ -1,0 +1,80 @@
+"""Journals the money jobs send (RF → SI, RF → customer): sent once per intent, followed to a final status."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+
+from funding.audit import Intent, IntentStatus
+from funding.errors import PermanentError
+from funding.models import JournalStatus
+from funding.money import wire
+from jobs.runtime import JobContext
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
+
+
+def idempotency_key(intent_key: str) -> str:
+    """A 36-character key derived from the intent (Alpaca is moving to a 36-character maximum)."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, intent_key))
+
+
+class Waiting(Exception):
+    """A journal or settlement has not reached a final status within the wait; resume later."""
+
+
+async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_no: str) -> bool:
+    """POST the intent's journal (same key and body on every try, so at most one exists) and wait."""
+    body = {
+        "from_account": await ctx.account_id(source_no),
+        "to_account": await ctx.account_id(target_no),
+        "entry_type": "JNLC",
+        "amount": wire(intent.amount),
+        "description": f"settlekeeper {intent.key}: {intent.why}",
+    }
+    await ctx.guard.before_call()
+    intent.status = IntentStatus.SENT
+    await ctx.ledger.save(intent, f"{intent.kind}_sent", body=body)
+    try:
+        journal = await ctx.broker.create_journal(body, intent.idempotency_key)
+    except PermanentError as exc:
+        intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
+        await ctx.ledger.save(intent, f"{intent.kind}_failed", error=str(exc)[:500])
+        await ctx.guard.release(intent.amount, day=date.fromisoformat(intent.deadline))
+        await ctx.alert("journal_refused", "critical", f"journal {intent.key} refused: {exc}", f"journal-{intent.key}")
+        return False
+    intent.broker_id, intent.broker_status = str(journal.id), journal.status.value
+    await ctx.ledger.save(intent, f"{intent.kind}_accepted", journal_id=str(journal.id), status=journal.status.value)
+    return await follow_journal(ctx, intent)
+
+
+async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
+    waited = 0.0
+    while True:
+        journal = await ctx.broker.get_journal(intent.broker_id)
+        status = journal.status
+        if status in (JournalStatus.EXECUTED, JournalStatus.ACTIVITY_CREATED):
+            intent.status, intent.broker_status = IntentStatus.DONE, status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_executed", journal_id=intent.broker_id)
+            return True
+        if status in (JournalStatus.REJECTED, JournalStatus.CANCELED, JournalStatus.REFUSED, JournalStatus.DELETED):
+            intent.status, intent.broker_status = IntentStatus.FAILED, status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_{status.value}", journal_id=intent.broker_id)
+            await ctx.alert(
+                "journal_rejected", "critical", f"journal {intent.key} is {status.value}", f"journal-{intent.key}"
+            )
+            return False
+        if waited >= ctx.settings.journal_wait_seconds:
+            intent.broker_status = status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_still_{status.value}", journal_id=intent.broker_id)
+            await ctx.alert(
+                "journal_pending",
+                "warning",
+                f"journal {intent.key} of {wire(intent.amount)} is still {status.value}",
+                f"journal-pending-{intent.key}",
+                journal_id=intent.broker_id,
+            )
+            raise Waiting(f"journal {intent.broker_id} is {status.value}")
+        await asyncio.sleep(ctx.settings.poll_seconds)
+        waited += ctx.settings.poll_seconds

@@ -1,0 +1,107 @@
+"""What every money job runs with: settings, Redis, the Broker API, the clock, intents, guardrails.
+
+RQ calls plain functions; each builds a :class:`JobContext` inside ``asyncio.run`` so the event loop,
+the HTTP session and the Redis pool are created and closed by that one job (no leaks across runs,
+whatever the worker class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+from rq import get_current_job
+
+from config.settings import Settings, load_settings
+from funding import keys
+from funding.audit import Ledger
+from funding.broker import BrokerClient
+from funding.calendar import TradingCalendar, to_et
+from funding.guardrails import Guardrails
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    redis: aioredis.Redis
+    broker: BrokerClient
+    ledger: Ledger
+    guard: Guardrails
+    calendar: TradingCalendar
+
+    async def now(self) -> datetime:
+        """The business clock: the Broker API's clock against the sandbox, wall time against Alpaca."""
+        if self.settings.follows_broker_clock:
+            return await self.broker.clock()
+        return datetime.now(UTC)
+
+    async def today(self) -> date:
+        return to_et(await self.now()).date()
+
+    async def account_id(self, account_no: str) -> str:
+        """Account number → UUID (A7), cached in ``sk:account_ids``."""
+        cached = await self.redis.hget(keys.ACCOUNT_IDS, account_no)
+        if cached is not None:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        account = await self.broker.find_account(account_no)
+        await self.redis.hset(keys.ACCOUNT_IDS, account_no, str(account.id))
+        return str(account.id)
+
+    async def alert(self, kind: str, severity: str, summary: str, dedup_key: str, **facts: Any) -> None:
+        """Raise an alert for on-call (the alert sinks read ``sk:alerts``)."""
+        fields = {"kind": kind, "severity": severity, "summary": summary, "dedup_key": dedup_key}
+        fields.update({k: str(v) for k, v in facts.items()})
+        await self.redis.xadd(keys.ALERTS, fields)  # type: ignore[arg-type]
+        log.warning("alert_raised", kind=kind, severity=severity, summary=summary, dedup_key=dedup_key)
+
+
+def _async_redis(connection: redis.Redis) -> aioredis.Redis:
+    """An asyncio client to the same Redis as the RQ job's connection."""
+    source = connection.connection_pool.connection_kwargs
+    kwargs = {k: source[k] for k in ("db", "username", "password", "socket_timeout") if k in source}
+    if "path" in source:
+        return aioredis.Redis(unix_socket_path=source["path"], **kwargs)
+    return aioredis.Redis(host=source.get("host", "localhost"), port=source.get("port", 6379), **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def job_context(settings: Settings, connection: redis.Redis) -> AsyncIterator[JobContext]:
+    client = _async_redis(connection)
+    try:
+        async with BrokerClient(settings) as broker:
+            yield JobContext(
+                settings=settings,
+                redis=client,
+                broker=broker,
+                ledger=Ledger(client),
+                guard=Guardrails(settings, client),
+                calendar=TradingCalendar(),
+            )
+    finally:
+        await client.aclose()
+
+
+def run_job(work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis | None = None) -> T:
+    """Run ``work`` in a fresh event loop with a fresh context; the RQ entry point of every job."""
+    settings = load_settings()
+    if connection is None:
+        job = get_current_job()
+        if job is None:
+            raise RuntimeError("run_job needs an RQ job or an explicit Redis connection")
+        connection = job.connection
+
+    async def main() -> T:
+        async with job_context(settings, connection) as ctx:
+            return await work(ctx)
+
+    return asyncio.run(main())

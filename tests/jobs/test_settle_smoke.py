@@ -1,0 +1,40 @@
+"""The settle job funds SI from RF and settles what is due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import redis
+
+from funding import keys
+from funding.calendar import ET
+from jobs.queues import enqueue_phase
+from tests.conftest import SandboxFactory
+from tests.jobs.conftest import RunWorker
+
+
+async def test_noon_phase_funds_si_and_settles_everything_due(
+    make_sandbox: SandboxFactory, job_env: object, run_worker: RunWorker, redis_client: redis.Redis
+) -> None:
+    """At 12:00 ET on the deadline: one RF → SI journal of exactly the amount due, one settlement, all COMPLETED."""
+    sandbox = await make_sandbox(settlement_delay_seconds=0)
+    job_env(sandbox)  # type: ignore[operator]
+    amounts = ["100.00", "250.50", "75.25"]
+    created = [await sandbox.create_transfer(f"810000000{n + 1}", amount) for n, amount in enumerate(amounts)]
+    await sandbox.advance(1)
+    deadline = created[0]["deadline"]
+    await sandbox.set_clock(datetime.fromisoformat(f"{deadline}T12:00:00").replace(tzinfo=ET))
+    rf_before = await sandbox.cash("7536050RF")
+    assert enqueue_phase(redis_client, "settle", deadline)
+    assert await run_worker()
+    for transfer in created:
+        got = await sandbox.ok("GET", f"/v1/instant_funding/{transfer['id']}")
+        assert got["status"] == "COMPLETED"
+    assert rf_before - await sandbox.cash("7536050RF") == sum(Decimal(a) for a in amounts)
+    journals = await sandbox.ok("GET", "/v1/journals")
+    assert [j["net_amount"] for j in journals] == [str(sum(Decimal(a) for a in amounts))]
+    settlements = (await sandbox.ok("GET", "/v1/instant_funding/settlements"))["settlements"]
+    assert [s["status"] for s in settlements] == ["COMPLETED"]
+    assert settlements[0]["additional_info"].startswith("settlekeeper intent settle-")
+    assert redis_client.xlen(keys.AUDIT) > 0
