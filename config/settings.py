@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     phase_settle: ClockTime = "12:00"
     phase_settle_retry: ClockTime = "12:30"
     phase_late_check: ClockTime = "13:05"
+    phase_final_check: ClockTime = "19:00"
+    """A last settle run before the 8 PM cancellation, for money that arrived after the late check."""
     phase_sweep: ClockTime = "20:05"
     poll_seconds: Seconds = 1.0
     """How often a job re-reads a journal or settlement it waits for."""
@@ -123,6 +125,9 @@ class Settings(BaseSettings):
     """JSON object of transmitter_info fields common to every settlement transfer (the partner's bank)."""
     transmitter_overrides: str = "{}"
     """JSON object: account number → transmitter_info fields overriding the template for that account."""
+    failpoint: str = ""
+    """Test-only fault injection: a job reaching the step of this name (see :mod:`jobs.failpoints`) kills
+    its process with exit status 137, as a SIGKILL or OOM kill would; empty (the default) never fires."""
 
     sandbox_host: str = "127.0.0.1"
     sandbox_port: Port = 8765

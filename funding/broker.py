@@ -172,16 +172,29 @@ class BrokerClient:
             params["system_date"] = system_date.isoformat()
         if deadline is not None:
             params["deadline"] = deadline.isoformat()
-        rows: list[InstantFunding] = []
-        offset = 0
-        while True:
+
+        async def page_at(offset: int) -> list[Any]:
             page = await self.request("GET", "/v1/instant_funding", params={**params, "offset": str(offset)})
             if not isinstance(page, list):
                 raise MalformedDataError("GET /v1/instant_funding did not return an array")
-            rows.extend(InstantFunding.model_validate(item) for item in page)
-            if len(page) < PAGE_SIZE:
+            return page
+
+        rows: list[InstantFunding] = []
+        page = await page_at(0)
+        while True:
+            # a full page means another one: ask for it now, and validate this one while the server answers
+            ahead = asyncio.ensure_future(page_at(len(rows) + len(page))) if len(page) >= PAGE_SIZE else None
+            try:
+                await asyncio.sleep(0)  # lets the request go out before the validation below holds the loop
+                rows.extend(InstantFunding.model_validate(item) for item in page)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                    await asyncio.gather(ahead, return_exceptions=True)
+                raise
+            if ahead is None:
                 return rows
-            offset += len(page)
+            page = await ahead
 
     async def find_account(self, account_no: str) -> Account:
         """Map an account number to its account (A7); 404-like :class:`NotFoundError` if absent."""

@@ -103,6 +103,11 @@ def plan(deadline: date | str) -> str:
     return f"{PREFIX}plan:{deadline}"
 
 
+def plan_lock(deadline: date | str) -> str:
+    """String: the lock held by the one settle run of a deadline (redis-py lock, short TTL, extended)."""
+    return f"{PREFIX}plan:{deadline}:lock"
+
+
 def identity(account_no: str) -> str:
     """Hash: a customer's name and address from GET /v1/accounts/{id}, for transmitter info."""
     return f"{PREFIX}identity:{account_no}"

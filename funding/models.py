@@ -8,13 +8,15 @@ Amounts are :class:`~decimal.Decimal`; a float amount is refused (parse JSON wit
 
 from __future__ import annotations
 
+import functools
+import sys
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from funding.errors import MalformedDataError
 from funding.money import parse_money
@@ -79,6 +81,16 @@ class FeeType(TolerantEnum):
 
 
 def _amount(value: object) -> Decimal:
+    return _amount_text(value) if type(value) is str else _parse_amount(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _amount_text(text: str) -> Decimal:
+    """Equal wire strings share one (immutable) Decimal: a listing of 100,000 transfers repeats amounts."""
+    return _parse_amount(text)
+
+
+def _parse_amount(value: object) -> Decimal:
     try:
         return parse_money(value)
     except MalformedDataError as exc:
@@ -87,6 +99,20 @@ def _amount(value: object) -> Decimal:
 
 Amount = Annotated[Decimal, BeforeValidator(_amount)]
 """A money amount: decimal string, integer or Decimal; never a float."""
+
+_DAYS: dict[date, date] = {}
+
+
+def _shared_day(day: date) -> date:
+    """One object per business date: the transfers of a listing name only a few."""
+    return _DAYS.setdefault(day, day) if len(_DAYS) < 4096 else day
+
+
+BusinessDate = Annotated[date, AfterValidator(_shared_day)]
+AccountNumber = Annotated[str, AfterValidator(sys.intern)]
+"""An account number, interned: a customer's transfers share it."""
+_FIELDS_GIVEN: dict[frozenset[str], set[str]] = {}
+"""The sets of field names transfers were given, shared (see :meth:`InstantFunding.model_post_init`)."""
 
 
 class WireModel(BaseModel):
@@ -114,17 +140,28 @@ class InstantFunding(WireModel):
     """``InstantFunding``: one instant-funding transfer."""
 
     id: UUID
-    account_no: str
-    source_account_no: str
+    account_no: AccountNumber
+    source_account_no: AccountNumber
     amount: Amount
     status: IFStatus
-    system_date: date
-    deadline: date
+    system_date: BusinessDate
+    deadline: BusinessDate
     created_at: datetime
     remaining_payable: Amount
     total_interest: Amount
     interests: list[Interest] = Field(default_factory=list)
     fees: list[IFFee] = Field(default_factory=list)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Transfers that gave the same fields share one set of their names (728 bytes each otherwise).
+
+        With the shared values above, a transfer takes about 1 KB instead of 2 KB: the settle job holds
+        every transfer due on a day (100,000 and more) at once. The set is never changed: the model is
+        frozen, and ``model_copy`` copies it.
+        """
+        given = self.__pydantic_fields_set__
+        if len(_FIELDS_GIVEN) < 64:  # bounded: unknown fields Alpaca may add count as given too
+            object.__setattr__(self, "__pydantic_fields_set__", _FIELDS_GIVEN.setdefault(frozenset(given), given))
 
 
 class Settlement(WireModel):

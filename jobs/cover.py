@@ -1,7 +1,8 @@
 """Cover job: after an 8 PM cancellation, journal RF → customer for exactly the debit it left.
 
-Enqueued by the listener for each canceled transfer's (account, deadline) and by the 20:05 sweep
-(same job id, so never twice). The journal's ``Idempotency-Key`` is derived from (account, date);
+Enqueued by the listener for each canceled transfer's (account, deadline) (job ``cover-<account>-<date>``),
+and run for every such account by the 20:05 sweep; both share the intent ``cover-<account>-<date>``
+and its ``Idempotency-Key``, so the debit is journaled once whoever gets there first;
 JNLC limits may leave it ``pending`` (alert, and the sweep looks again); afterwards the account's cash
 must no longer be negative. By default only the part of a debit that IF cancellations of that day
 caused is covered (``SETTLEKEEPER_COVER_ONLY_IF_DEBITS``).
@@ -16,6 +17,7 @@ import structlog
 
 from funding import keys
 from funding.audit import Intent, IntentStatus
+from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus
 from funding.money import ZERO, margin_interest, wire
 from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
@@ -52,7 +54,11 @@ async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
 async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, Any]:
     key = f"cover-{account_no}-{deadline}"
     with structlog.contextvars.bound_contextvars(account_no=account_no, deadline=deadline.isoformat()):
-        report = await _cover(ctx, key, account_no, deadline)
+        try:
+            report = await _cover(ctx, key, account_no, deadline)
+        except KillSwitchOn as kill:  # set between the guardrail check and the call: nothing was sent
+            await ctx.alert("kill_switch", "warning", f"cover of {account_no} stopped: {kill}", f"kill-{key}")
+            report = {"account_no": account_no, "deadline": str(deadline), "outcome": "killed"}
         log.info("cover_run", **report)
         return report
 

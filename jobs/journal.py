@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date
 
@@ -10,6 +9,7 @@ from funding.audit import Intent, IntentStatus
 from funding.errors import PermanentError
 from funding.models import JournalStatus
 from funding.money import wire
+from jobs import failpoints
 from jobs.runtime import JobContext
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
@@ -36,6 +36,7 @@ async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_n
     await ctx.guard.before_call()
     intent.status = IntentStatus.SENT
     await ctx.ledger.save(intent, f"{intent.kind}_sent", body=body)
+    failpoints.reach(ctx.settings, "journal.before_call")
     try:
         journal = await ctx.broker.create_journal(body, intent.idempotency_key)
     except PermanentError as exc:
@@ -44,8 +45,10 @@ async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_n
         await ctx.guard.release(intent.amount, day=date.fromisoformat(intent.deadline))
         await ctx.alert("journal_refused", "critical", f"journal {intent.key} refused: {exc}", f"journal-{intent.key}")
         return False
+    failpoints.reach(ctx.settings, "journal.after_call")
     intent.broker_id, intent.broker_status = str(journal.id), journal.status.value
     await ctx.ledger.save(intent, f"{intent.kind}_accepted", journal_id=str(journal.id), status=journal.status.value)
+    failpoints.reach(ctx.settings, "journal.after_outcome")
     return await follow_journal(ctx, intent)
 
 
@@ -76,5 +79,5 @@ async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
                 journal_id=intent.broker_id,
             )
             raise Waiting(f"journal {intent.broker_id} is {status.value}")
-        await asyncio.sleep(ctx.settings.poll_seconds)
+        await ctx.pause()
         waited += ctx.settings.poll_seconds

@@ -27,6 +27,7 @@ PHASE_JOBS = {
     "settle": ("jobs.settle.run_phase", SETTLE_QUEUE),
     "settle_retry": ("jobs.settle.run_phase", SETTLE_QUEUE),
     "late_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "final_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
     "sweep": ("jobs.cover.sweep", COVER_QUEUE),
 }
 """The business phases of a trading day and what each runs."""

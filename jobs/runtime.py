@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.lock import Lock
 from rq import get_current_job
 
 from config.settings import Settings, load_settings
@@ -38,6 +39,14 @@ class JobContext:
     ledger: Ledger
     guard: Guardrails
     calendar: TradingCalendar
+    lock: Lock | None = None
+    """The settle run's lock, extended at every pause."""
+
+    async def pause(self) -> None:
+        """Wait one poll interval before looking again at something in progress; keep the lock alive."""
+        await asyncio.sleep(self.settings.poll_seconds)
+        if self.lock is not None:
+            await self.lock.reacquire()
 
     async def now(self) -> datetime:
         """The business clock: the Broker API's clock against the sandbox, wall time against Alpaca."""

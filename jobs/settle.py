@@ -9,19 +9,22 @@ One run, for deadline D:
 4. journal RF → SI for exactly the top-up (``Idempotency-Key``), and wait until it is executed;
 5. settle in batches of at most 50,000 transfers, one at a time, each carrying its intent key in
    ``additional_info``, following each to ``COMPLETED`` or ``FAILED``; a failure because interest
-   accrued or funds were short re-plans once with fresh amounts.
+   accrued or funds were short re-plans once with fresh amounts. Alpaca sweeps SI to zero when a
+   settlement completes, so step 4 is done per batch: each batch's journal is exactly what SI lacks for it.
 A run that waits too long returns ``in_progress``; the next phase or re-plan resumes from the intents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import structlog
+from redis.exceptions import LockError
 
 from funding import keys
 from funding.audit import Intent, IntentStatus
@@ -29,8 +32,9 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
 from funding.errors import PermanentError
 from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
-from funding.money import wire
+from funding.money import ZERO, wire
 from funding.planning import chunks, costs, debit_risk, make_plan
+from jobs import failpoints
 from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
 from jobs.runtime import JobContext, run_job
 
@@ -38,8 +42,13 @@ log = structlog.get_logger(__name__)
 
 INTENT_TAG = "settlekeeper intent "
 """Prefix of ``additional_info``: how a settlement is found again after a crash (A5)."""
+LOCK_SECONDS = 60
+"""One settle run per deadline at a time. The lock is extended at every poll, so a live run keeps it
+however long it waits, and a crashed run's lock lapses within a minute (the next phase is not blocked)."""
 MAX_FAILED_ROUNDS = 2
 """The first failure re-plans with fresh amounts; a second one stops and pages a human."""
+IDENTITY_READS = 8
+"""Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
 
 
 def replan(deadline: str) -> dict[str, Any]:
@@ -57,14 +66,17 @@ async def settle(ctx: JobContext, deadline: date, *, phase: str) -> dict[str, An
     bound = structlog.contextvars.bound_contextvars(deadline=deadline.isoformat(), phase=phase)
     with bound:
         await ctx.redis.delete(keys.replan_pending(deadline))  # later changes may trigger a new re-plan
-        lock = ctx.redis.lock(f"{keys.plan(deadline)}:lock", timeout=ctx.settings.settlement_wait_seconds * 4)
+        lock = ctx.redis.lock(keys.plan_lock(deadline), timeout=LOCK_SECONDS)
         if not await lock.acquire(blocking=False):
             await ctx.ledger.note("busy", "settle", f"settle-{deadline}", phase=phase)
             return {"deadline": str(deadline), "outcome": "busy"}
         try:
+            ctx.lock = lock  # every wait extends it: a crashed run's lock lapses within LOCK_SECONDS
             report = await _settle_locked(ctx, deadline, phase)
         finally:
-            await lock.release()
+            ctx.lock = None
+            with contextlib.suppress(LockError):
+                await lock.release()
         log.info("settle_run", **{k: v for k, v in report.items() if k != "left"}, left=len(report.get("left", [])))
         return report
 
@@ -87,8 +99,7 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
     report["late"] = late
     try:
         for _ in range(MAX_FAILED_ROUNDS + 1):
-            await _resume(ctx, deadline)
-            outcome = await _round(ctx, deadline, report)
+            outcome = await _resume(ctx, deadline) or await _round(ctx, deadline, report)
             if outcome != "replan":
                 report["outcome"] = outcome
                 break
@@ -108,11 +119,12 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
     """Plan, fund and settle once; returns ``done``, ``nothing_due``, ``replan``, ``dry_run``, ``refused``
     or ``failed``."""
     settings = ctx.settings
+    await _wait_for_other_settlements(ctx)  # first: what they settle meanwhile is no longer due
     due = await _unsettled(ctx, deadline)
     if not due:
         await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
         return "done" if report["settled"] else "nothing_due"
-    await _wait_for_other_settlements(ctx)
+    await ctx.guard.before_call()  # killed, not "RF short": the kill switch zeroes the fund budget
     si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
     rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
     rf_available = min(rf.cash_transferable, await ctx.guard.fund_budget(deadline))
@@ -146,30 +158,39 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
     )
     if not plan.selected:
         return "refused"
-    if plan.top_up > 0:
-        funded = await _fund(ctx, deadline, plan.top_up)
-        if funded != "done":
-            if funded == "dry-run":  # audit what the settlements would have been, move nothing
-                for batch in chunks(plan.selected):
-                    await _dry_run_batch(ctx, deadline, batch, "SI would be funded by the dry-run journal")
-            return "dry_run" if funded == "dry-run" else "refused"
-    for batch in chunks(plan.selected):
+    batches = list(chunks(plan.selected))
+    for n, batch in enumerate(batches):
+        if n:  # a completed settlement leaves SI at zero, its excess swept to FW (A5): fund each batch
+            si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
+        top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
+        if top_up > 0:
+            funded = await _fund(ctx, deadline, top_up)
+            if funded != "done":
+                if funded == "dry-run":  # audit what the settlements would have been, move nothing
+                    for rest in batches[n:]:
+                        await _dry_run_batch(ctx, deadline, rest, "SI would be funded by the dry-run journal")
+                return "dry_run" if funded == "dry-run" else "refused"
         status = await _settle_batch(ctx, deadline, batch)
         if status is SettlementStatus.COMPLETED:
             report["settled"] += len(batch)
             continue
         if status is SettlementStatus.FAILED:
-            failures = await ctx.redis.hincrby(keys.plan(deadline), "failed_rounds", 1)
-            if failures < MAX_FAILED_ROUNDS:
-                return "replan"
-            await ctx.alert(
-                "settlement_failed", "critical", f"settlement of {deadline} failed twice", f"settle-failed-{deadline}"
-            )
-            return "failed"
+            return await _settlement_failed(ctx, deadline)
         return "dry_run" if settings.mode("settle") == "dry-run" else "refused"
     summary = costs([] if report["late"] else plan.selected, plan.selected, settings.fed_upper_bound)
     await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
     return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
+
+
+async def _settlement_failed(ctx: JobContext, deadline: date) -> str:
+    """Count a FAILED settlement of ``deadline`` (seen now or on a resume): ``replan``, or ``failed`` and page."""
+    failures = await ctx.redis.hincrby(keys.plan(deadline), "failed_rounds", 1)
+    if failures < MAX_FAILED_ROUNDS:
+        return "replan"
+    await ctx.alert(
+        "settlement_failed", "critical", f"settlement of {deadline} failed twice", f"settle-failed-{deadline}"
+    )
+    return "failed"
 
 
 async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred: Decimal) -> None:
@@ -211,7 +232,7 @@ async def _wait_for_other_settlements(ctx: JobContext) -> None:
             return
         if waited >= ctx.settings.settlement_wait_seconds:
             raise Waiting(f"settlement {busy[0].id} of another party is still {busy[0].status.value}")
-        await asyncio.sleep(ctx.settings.poll_seconds)
+        await ctx.pause()
         waited += ctx.settings.poll_seconds
 
 
@@ -243,6 +264,7 @@ async def _settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFund
     intent = Intent(
         key, "settle", deadline.isoformat(), f"{len(batch)} transfers due {deadline}", total, idempotency_key(key)
     )
+    await ctx.guard.before_call()  # set while SI was being funded: killed, not a guardrail refusal
     verdict = await ctx.guard.check("settle", total, day=deadline)
     if not verdict.allowed or verdict.dry_run:
         intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
@@ -267,12 +289,12 @@ async def _dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFun
 
 
 async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
-    transfers = [
-        {"instant_transfer_id": str(t.id), "transmitter_info": await _transmitter(ctx, t.account_no)} for t in batch
-    ]
+    infos = await _transmitters(ctx, {t.account_no for t in batch})
+    transfers = [{"instant_transfer_id": str(t.id), "transmitter_info": infos[t.account_no]} for t in batch]
     await ctx.guard.before_call()
     intent.status = IntentStatus.SENT
     await ctx.ledger.save(intent, "settle_sent", transfers=len(batch))
+    failpoints.reach(ctx.settings, "settlement.before_call")
     try:
         settlement = await ctx.broker.create_settlement(
             {"transfers": transfers, "additional_info": INTENT_TAG + intent.key}
@@ -284,6 +306,7 @@ async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantF
             "settlement_refused", "critical", f"settlement {intent.key} refused: {exc}", f"settle-refused-{intent.key}"
         )
         return SettlementStatus.FAILED
+    failpoints.reach(ctx.settings, "settlement.after_call")
     return await _follow_settlement(ctx, intent, settlement)
 
 
@@ -297,6 +320,7 @@ async def _follow_settlement(ctx: JobContext, intent: Intent, settlement: Settle
                 IntentStatus.DONE if settlement.status is SettlementStatus.COMPLETED else IntentStatus.FAILED
             )
             intent.detail = settlement.reason or ""
+            failpoints.reach(ctx.settings, "settlement.before_outcome")
             await ctx.ledger.save(
                 intent,
                 f"settle_{settlement.status.value.lower()}",
@@ -305,19 +329,23 @@ async def _follow_settlement(ctx: JobContext, intent: Intent, settlement: Settle
                 total=str(settlement.total_amount),
                 interest=str(settlement.interest_amount),
             )
+            failpoints.reach(ctx.settings, "settlement.after_outcome")
             return settlement.status
         await ctx.ledger.save(
             intent, "settle_in_progress", settlement_id=intent.broker_id, status=settlement.status.value
         )
         if waited >= ctx.settings.settlement_wait_seconds:
             raise Waiting(f"settlement {settlement.id} is {settlement.status.value}")
-        await asyncio.sleep(ctx.settings.poll_seconds)
+        await ctx.pause()
         waited += ctx.settings.poll_seconds
         settlement = await ctx.broker.get_settlement(intent.broker_id)
 
 
-async def _resume(ctx: JobContext, deadline: date) -> None:
-    """Finish what an earlier run started: ask the Broker API, then continue or close each intent."""
+async def _resume(ctx: JobContext, deadline: date) -> str | None:
+    """Finish what an earlier run started: ask the Broker API, then continue or close each intent.
+
+    Returns ``failed`` when a settlement it finds FAILED is one failure too many (see MAX_FAILED_ROUNDS).
+    """
     for intent in await ctx.ledger.intents_for(deadline.isoformat()):
         if intent.status not in (IntentStatus.PLANNED, IntentStatus.SENT):
             continue
@@ -330,7 +358,9 @@ async def _resume(ctx: JobContext, deadline: date) -> None:
         elif intent.kind == "settle":
             found = await _find_settlement(ctx, intent.key)
             if found is not None:
-                await _follow_settlement(ctx, intent, found)
+                status = await _follow_settlement(ctx, intent, found)
+                if status is SettlementStatus.FAILED and await _settlement_failed(ctx, deadline) == "failed":
+                    return "failed"
                 continue
             ids = await ctx.ledger.intent_transfers(intent.key)
             still = [
@@ -345,7 +375,10 @@ async def _resume(ctx: JobContext, deadline: date) -> None:
                 )
                 await ctx.ledger.save(intent, "settle_abandoned")
                 continue
-            await _post_settlement(ctx, intent, still)
+            resent = await _post_settlement(ctx, intent, still)
+            if resent is SettlementStatus.FAILED and await _settlement_failed(ctx, deadline) == "failed":
+                return "failed"
+    return None
 
 
 async def _find_settlement(ctx: JobContext, intent_key: str) -> Settlement | None:
@@ -360,22 +393,58 @@ async def _all_due(ctx: JobContext, deadline: date) -> list[InstantFunding]:
     return await ctx.broker.list_transfers(deadline=deadline)
 
 
-async def _transmitter(ctx: JobContext, account_no: str) -> dict[str, str]:
-    """Template + the customer's identity (cached) + per-account overrides."""
-    cached = await ctx.redis.hgetall(keys.identity(account_no))
-    if cached:
-        identity = {_text(k): _text(v) for k, v in cached.items()}
-    else:
-        account = await ctx.broker.account(await ctx.account_id(account_no))
-        person = account.identity or {}
-        identity = {
-            "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
-            "originator_bank_account_number": account_no,
-        }
-        await ctx.redis.hset(keys.identity(account_no), mapping=identity)  # type: ignore[arg-type]
-    info = {**json.loads(ctx.settings.transmitter_template), **identity}
-    info.update(json.loads(ctx.settings.transmitter_overrides).get(account_no, {}))
-    return {k: str(v) for k, v in info.items() if v not in (None, "")}
+async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dict[str, str]]:
+    """``transmitter_info`` of each account: template + the customer's identity (cached) + per-account overrides."""
+    ordered = sorted(account_nos)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account_no in ordered:
+            pipe.hgetall(keys.identity(account_no))
+        cached = await pipe.execute()
+    identities = {
+        no: {_text(k): _text(v) for k, v in raw.items()} for no, raw in zip(ordered, cached, strict=True) if raw
+    }
+    missing = [no for no in ordered if no not in identities]
+    if missing:
+        identities.update(await _read_identities(ctx, missing))
+    template = json.loads(ctx.settings.transmitter_template)
+    overrides = json.loads(ctx.settings.transmitter_overrides)
+    infos = {}
+    for account_no in ordered:
+        info = {**template, **identities[account_no]}
+        info.update(overrides.get(account_no, {}))
+        infos[account_no] = {k: str(v) for k, v in info.items() if v not in (None, "")}
+    return infos
+
+
+async def _read_identities(ctx: JobContext, account_nos: list[str]) -> dict[str, dict[str, str]]:
+    """Name and bank account number of customers not cached yet: ``GET /v1/accounts/{id}``, a few at a time,
+    then cached in Redis."""
+    known = await ctx.redis.hmget(keys.ACCOUNT_IDS, account_nos)
+    account_ids = {no: _text(found) for no, found in zip(account_nos, known, strict=True) if found is not None}
+    pending = iter(account_nos)
+    identities: dict[str, dict[str, str]] = {}
+
+    async def read() -> None:
+        for account_no in pending:  # shared: each account is read by one of the readers
+            account = await ctx.broker.account(account_ids.get(account_no) or await ctx.account_id(account_no))
+            person = account.identity or {}
+            identities[account_no] = {
+                "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
+                "originator_bank_account_number": account_no,
+            }
+
+    readers = [asyncio.create_task(read()) for _ in range(min(IDENTITY_READS, len(account_nos)))]
+    try:
+        await asyncio.gather(*readers)
+    finally:  # on an error, stop the others before it propagates
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account_no, identity in identities.items():
+            pipe.hset(keys.identity(account_no), mapping=identity)  # type: ignore[arg-type]
+        await pipe.execute()
+    return identities
 
 
 def _text(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from sandbox.api import amount_of, parse_instant
 from sandbox.app import RUNTIME, engine, read_json
 from sandbox.faults import Fault
 from sandbox.state import SandboxError, SeedConfig
+from sandbox.streams import OPEN_STREAMS
 from sandbox.synthetic import fill
 
 
@@ -110,6 +112,22 @@ async def delete_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": []})
 
 
+async def disconnect_streams(request: web.Request) -> web.Response:
+    """End every open event stream cleanly, as a deploy on Alpaca's side would; clients reconnect, and a
+    stream fault armed since is applied to their next connection."""
+    streams = request.app[OPEN_STREAMS]
+    before = set(streams)
+    streams.closing.set()  # an idle stream returns at once; a busy one after its current batch
+    try:
+        for _ in range(200):
+            if not before & streams:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        streams.closing.clear()
+    return web.json_response({"disconnected": len(before), "still_open": len(before & streams)})
+
+
 async def ledger(request: web.Request) -> web.Response:
     """Every balance change, optionally for one account (``?account_no=``) or after a ``since`` seq."""
     eng = engine(request)
@@ -140,14 +158,18 @@ async def accounts(request: web.Request) -> web.Response:
 
 
 async def synthetic(request: web.Request) -> web.Response:
-    """Benchmarks: ``{"events": N, "transfers": K}`` appends N activity events, K of them real IF transfers."""
+    """Benchmarks: ``{"events": N, "transfers": K, "amounts"?: [...]}`` appends N activity events, K of them
+    real IF transfers (amounts cycled; default 10.00 each)."""
     eng = engine(request)
     body = await read_json(request)
     try:
         events, transfers = int(body.get("events", 10_000)), int(body.get("transfers", 1_000))
     except (TypeError, ValueError):
         raise SandboxError(400, "events and transfers must be integers") from None
-    return web.json_response(fill(eng, events, transfers))
+    raw = body.get("amounts", ["10.00"])
+    if not isinstance(raw, list):
+        raise SandboxError(400, "amounts must be an array of decimal strings")
+    return web.json_response(fill(eng, events, transfers, [amount_of({"amount": a}) for a in raw]))
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -178,6 +200,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sandbox/journals/{journal_id}/reject", reject_journal)
     app.router.add_post("/sandbox/faults", post_faults)
     app.router.add_delete("/sandbox/faults", delete_faults)
+    app.router.add_post("/sandbox/streams/disconnect", disconnect_streams)
     app.router.add_get("/sandbox/ledger", ledger)
     app.router.add_get("/sandbox/accounts", accounts)
     app.router.add_post("/sandbox/reset", reset)

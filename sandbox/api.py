@@ -13,7 +13,7 @@ from funding.models import IFStatus
 from funding.money import ZERO, dumps_decimal_numbers, parse_money, wire
 from sandbox import wire as render
 from sandbox.app import engine, fingerprint, idempotency_key, read_json
-from sandbox.state import SandboxError
+from sandbox.state import SandboxError, Transfer
 
 IF_SORT_FIELDS = ("created_at", "amount", "deadline")
 MAX_ACCOUNTS = 1000
@@ -114,30 +114,35 @@ async def create_transfer(request: web.Request) -> web.Response:
 async def list_transfers(request: web.Request) -> web.Response:
     eng = engine(request)
     q = request.query
-    rows = list(eng.transfers.values())
-    if "status" in q:
-        status = IFStatus(q["status"])
-        if not status.known:
-            raise SandboxError(400, f"status must be one of {', '.join(s.value for s in IFStatus)}")
-        rows = [t for t in rows if t.status is status]
-    if "system_date" in q:
-        day = parse_date(q["system_date"], "system_date")
-        rows = [t for t in rows if t.system_date == day]
-    if "deadline" in q:
-        day = parse_date(q["deadline"], "deadline")
-        rows = [t for t in rows if t.deadline == day]
-    if "before" in q:
-        before = parse_instant(q["before"], "before")
-        rows = [t for t in rows if t.created_at < before]
+    status = IFStatus(q["status"]) if "status" in q else None
+    if status is not None and not status.known:
+        raise SandboxError(400, f"status must be one of {', '.join(s.value for s in IFStatus)}")
+    system_date = parse_date(q["system_date"], "system_date") if "system_date" in q else None
+    deadline = parse_date(q["deadline"], "deadline") if "deadline" in q else None
+    before = parse_instant(q["before"], "before") if "before" in q else None
     sort_by = q.get("sort_by", "created_at")
     order = q.get("sort_order", "ASC")
     if sort_by not in IF_SORT_FIELDS:
         raise SandboxError(400, f"sort_by must be one of {', '.join(IF_SORT_FIELDS)}")
     if order not in ("ASC", "DESC"):
         raise SandboxError(400, "sort_order must be ASC or DESC")
-    rows.sort(key=lambda t: (getattr(t, sort_by), t.created_at, t.id), reverse=order == "DESC")
     limit = parse_int(q.get("limit"), "limit", 100, 1, 100)
     offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+
+    def build() -> list[Transfer]:
+        rows = list(eng.transfers.values())
+        if status is not None:
+            rows = [t for t in rows if t.status is status]
+        if system_date is not None:
+            rows = [t for t in rows if t.system_date == system_date]
+        if deadline is not None:
+            rows = [t for t in rows if t.deadline == deadline]
+        if before is not None:
+            rows = [t for t in rows if t.created_at < before]
+        rows.sort(key=lambda t: (getattr(t, sort_by), t.created_at, t.id), reverse=order == "DESC")
+        return rows
+
+    rows = eng.listing((status, system_date, deadline, before, sort_by, order), build)
     return web.json_response([render.transfer(t) for t in rows[offset : offset + limit]])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,8 +16,12 @@ NON_TRADE_TYPES = frozenset({"MEM", "CSD", "JNLC", "INT", "FEE", "CSW", "DIV"})
 """Activity types the v1 NTA stream also carries (MEM included: A1 lets v1 partners follow IF)."""
 
 
+@functools.lru_cache(maxsize=16)
 def iso(moment: datetime) -> str:
-    """An instant in UTC with a ``Z``, as Alpaca's stream examples print ``at``."""
+    """An instant in UTC with a ``Z``, as Alpaca's stream examples print ``at``.
+
+    Cached: a settlement of 50,000 transfers prints the same instant 300,000 times.
+    """
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

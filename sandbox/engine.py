@@ -71,6 +71,13 @@ class Engine:
         self.books.seed(seed, self.now)
         self.emit = Emitter()
         self.transfers: dict[str, Transfer] = {}
+        self.transfers_version = 0
+        """Bumped on every change to a transfer, so a listing can be cached until the next one."""
+        self._in_use: dict[str, Decimal] = {}
+        """Account number → amount of its unsettled transfers (kept in step, so limit checks are O(1))."""
+        self._in_use_total = ZERO
+        self._listings: dict[tuple[object, ...], list[Transfer]] = {}
+        self._listings_version = 0
         self.settlements: dict[str, Settlement] = {}
         self.if_keys = IdempotencyStore()
         self.journals = JournalDesk(self)
@@ -162,14 +169,31 @@ class Engine:
 
     def amount_in_use(self, account_no: str | None = None) -> Decimal:
         """Limit consumed by transfers not yet settled or canceled (IF FAQ limit table)."""
-        return sum(
-            (
-                t.amount
-                for t in self.transfers.values()
-                if t.unsettled and (account_no is None or t.account_no == account_no)
-            ),
-            ZERO,
-        )
+        if account_no is None:
+            return self._in_use_total
+        return self._in_use.get(account_no, ZERO)
+
+    def _use_limit(self, transfer: Transfer, sign: int) -> None:
+        """A transfer starts (+1) or stops (-1) consuming the limits: created, or settled or canceled."""
+        delta = transfer.amount if sign > 0 else -transfer.amount
+        self._in_use[transfer.account_no] = self._in_use.get(transfer.account_no, ZERO) + delta
+        self._in_use_total += delta
+
+    def touched(self) -> None:
+        """A transfer changed: cached listings are stale."""
+        self.transfers_version += 1
+
+    def listing(self, key: tuple[object, ...], build: Callable[[], list[Transfer]]) -> list[Transfer]:
+        """``build()`` (a filtered, sorted listing), reused for the same ``key`` until a transfer changes.
+
+        A client paging through 100,000 transfers would otherwise filter and sort them all once per page.
+        """
+        if self._listings_version != self.transfers_version:
+            self._listings.clear()
+            self._listings_version = self.transfers_version
+        if key not in self._listings:
+            self._listings[key] = build()
+        return self._listings[key]
 
     # ------------------------------------------------------------------ instant funding
 
@@ -214,6 +238,8 @@ class Engine:
             updated_at=self.now,
         )
         self.transfers[transfer.id] = transfer
+        self._use_limit(transfer, +1)
+        self.touched()
         self.if_keys.remember(key, fingerprint, transfer.id)
         delay = timedelta(seconds=self.seed.if_execute_delay_seconds)
         if delay:
@@ -234,6 +260,7 @@ class Engine:
         transfer.status = IFStatus.EXECUTED
         transfer.executed = True
         transfer.updated_at = self.now
+        self.touched()
         transfer.mem_activity_id = self.emit.activity(
             self.now,
             account,
@@ -267,6 +294,8 @@ class Engine:
             self.books.post(self.now, account, "cash", -transfer.amount, why, transfer.id, IF_COUNTERPARTY)
         transfer.status = IFStatus.CANCELED
         transfer.updated_at = self.now
+        self._use_limit(transfer, -1)
+        self.touched()
         self.emit.activity(
             self.now,
             account,
@@ -290,6 +319,7 @@ class Engine:
             amount = late_interest(transfer.amount, self.seed.fed_upper_bound)
             transfer.interests.append(InterestEntry(str(uuid.uuid4()), day, amount, self.now))
             transfer.updated_at = self.now
+            self.touched()
             self.emit.activity(
                 self.now,
                 self.books.account(transfer.source_account_no),
@@ -390,6 +420,7 @@ class Engine:
         self.settlements[settlement.id] = settlement
         for transfer in chosen:
             transfer.settlement_id = settlement.id
+        self.touched()
         self.schedule(
             self.now + timedelta(seconds=self.seed.settlement_delay_seconds),
             lambda: self._process_settlement(settlement),
@@ -446,10 +477,12 @@ class Engine:
             transfer = self.transfers[transfer_id]
             if transfer.settlement_id == settlement.id:
                 transfer.settlement_id = None
+        self.touched()
 
     def _complete(self, settlement: Settlement, source: Account, transfers: list[Transfer]) -> None:
         """Debit SI, turn each memopost into settled cash (MEM canceled + CSD), sweep SI excess to FW."""
         self.books.post(self.now, source, "cash", -settlement.required, "settlement", settlement.id, "Alpaca")
+        settle_date = self.settle_date()
         for transfer in transfers:
             self._execute(transfer)  # a transfer settled before it executed still credits the customer
             account = self.books.account(transfer.account_no)
@@ -458,6 +491,7 @@ class Engine:
             transfer.status = IFStatus.COMPLETED
             transfer.settlement_id = settlement.id
             transfer.updated_at = self.now
+            self._use_limit(transfer, -1)
             self.emit.activity(
                 self.now,
                 account,
@@ -466,7 +500,7 @@ class Engine:
                 net_amount=ZERO,
                 qty=transfer.amount,
                 symbol="INSTANTUSD",
-                settle_date=self.settle_date(),
+                settle_date=settle_date,
                 system_date=transfer.system_date,
                 description=f"type: instant_funding_memopost, transfer_id: {transfer.id}",
                 details={"transfer_id": transfer.id, "group_id": None},
@@ -478,7 +512,7 @@ class Engine:
                 "CSD",
                 status="executed",
                 net_amount=transfer.amount,
-                settle_date=self.settle_date(),
+                settle_date=settle_date,
                 system_date=transfer.system_date,
                 description=(
                     f"type: instant_funding_deposit, transfer_id: {transfer.id}, settlement_id: {settlement.id}"
@@ -493,6 +527,7 @@ class Engine:
         settlement.status = SettlementStatus.COMPLETED
         settlement.completed_at = self.now
         settlement.updated_at = self.now
+        self.touched()
 
     # ------------------------------------------------------------------ admin money
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from funding.money import ZERO
@@ -10,22 +11,25 @@ from sandbox.events import StreamName
 from sandbox.state import SandboxError
 
 
-def fill(engine: Engine, events: int, transfers: int) -> dict[str, object]:
+def fill(
+    engine: Engine, events: int, transfers: int, amounts: Sequence[Decimal] = (Decimal("10.00"),)
+) -> dict[str, object]:
     """Create ``transfers`` IF transfers (one MEM event each) and pad the activities stream to ``events``.
 
-    Needs a seed without per-account limits, a correspondent limit large enough, and
-    ``if_execute_delay_seconds`` 0 so each transfer executes (and emits) at once.
+    Transfer ``n`` goes to customer ``n mod customers`` for ``amounts[n mod len(amounts)]``. Needs a seed
+    without per-account limits, a correspondent limit large enough, and ``if_execute_delay_seconds`` 0 so
+    each transfer executes (and emits) at once.
     """
     if engine.seed.if_execute_delay_seconds != 0 or engine.seed.if_account_limit is not None:
         raise SandboxError(422, "synthetic streams need if_execute_delay_seconds 0 and if_account_limit null")
     customers = [a for a in engine.books.by_no.values() if not a.is_firm]
-    if not customers or not 0 <= transfers <= events:
-        raise SandboxError(422, "need customers, and 0 <= transfers <= events")
+    if not customers or not 0 <= transfers <= events or not amounts:
+        raise SandboxError(422, "need customers, amounts, and 0 <= transfers <= events")
     log = engine.emit.logs[StreamName.ACTIVITIES]
     start = len(log)
     si = engine.books.firm_account_number("SI")
     for n in range(transfers):
-        engine.create_transfer(customers[n % len(customers)].number, si, Decimal("10.00"), None, "")
+        engine.create_transfer(customers[n % len(customers)].number, si, amounts[n % len(amounts)], None, "")
     system_date = engine.system_date
     for n in range(events - transfers):
         account = customers[n % len(customers)]

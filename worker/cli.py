@@ -7,7 +7,8 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -41,7 +42,34 @@ def _parser() -> argparse.ArgumentParser:
         help="fork (default: each job in its own process) or simple (in-process, for local runs)",
     )
     work.add_argument("--name", help="worker name (default: host and pid); name it after the pod in Kubernetes")
+    demo = commands.add_parser("demo", help="play an accelerated trading week: Redis, sandbox, listener, worker")
+    demo.add_argument("--speed", type=_positive, help="sandbox seconds per real second in the day (default 1200)")
+    demo.add_argument("--week-of", type=date.fromisoformat, help="a day of the week to play (default 2026-11-23)")
+    demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
+    demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
     return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def demo_week(settings: Settings, args: argparse.Namespace) -> int:
+    from worker import demo
+
+    given = {name: getattr(args, name) for name in ("week_of", "speed", "days", "log_dir")}
+    options = demo.DemoOptions(**{name: value for name, value in given.items() if value is not None})
+    return asyncio.run(demo.run_demo(settings, options))
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
@@ -118,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run_listener(settings))
     elif args.command == "work":
         run_worker(settings, args)
+    elif args.command == "demo":
+        return demo_week(settings, args)
     return 0
 
 

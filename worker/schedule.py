@@ -35,6 +35,7 @@ def phase_times(settings: Settings) -> dict[str, time]:
             ("settle", settings.phase_settle),
             ("settle_retry", settings.phase_settle_retry),
             ("late_check", settings.phase_late_check),
+            ("final_check", settings.phase_final_check),
             ("sweep", settings.phase_sweep),
         )
     }
@@ -74,15 +75,15 @@ class Scheduler:
         enqueued = []
         for phase, day in due_phases(self.now(), self.settings, self.calendar):
             job_id = f"phase-{phase.replace('_', '-')}-{day}"
-            if not await asyncio.to_thread(self._first_time, job_id):
+            if await asyncio.to_thread(self.rq.exists, keys.action(job_id)):
                 continue
             if await asyncio.to_thread(enqueue_phase, self.rq, phase, day.isoformat()):
                 enqueued.append(job_id)
                 log.info("phase_enqueued", phase=phase, day=day.isoformat(), job_id=job_id)
+            # marked only once RQ has the job (the unique job id covers a crash in between): a failed
+            # enqueue is retried by the next tick instead of being lost behind its marker
+            await asyncio.to_thread(self.rq.set, keys.action(job_id), "1", ex=MARKER_SECONDS)
         return enqueued
-
-    def _first_time(self, job_id: str) -> bool:
-        return bool(self.rq.set(keys.action(job_id), "1", nx=True, ex=MARKER_SECONDS))
 
     async def run(self, halt: asyncio.Event, every: float = 1.0) -> None:
         """Tick now (start-up catch-up) and then every ``every`` seconds until ``halt``."""

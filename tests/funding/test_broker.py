@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 import uuid
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from config.settings import Settings, load_settings
 from funding.broker import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, BrokerClient
@@ -250,3 +252,61 @@ async def test_connection_refused_is_a_transport_error(sleep: FakeSleep) -> None
     assert len(sleep.waits) == 1
     assert "GET /v1/clock" in str(caught.value)
     assert_no_secret(caught.value)
+
+
+class PagedBroker(BrokerClient):
+    """Serves ``pages`` to list_transfers without HTTP; a request past the last page waits until cancelled."""
+
+    def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
+        super().__init__(load_settings({}))
+        self.pages = pages
+        self.offsets: list[int] = []
+        self.cancelled = 0
+
+    async def request(self, method: str, path: str, *, params: Any = None, body: Any = None, **kw: Any) -> Any:
+        offset = int(params["offset"])
+        self.offsets.append(offset)
+        index = offset // PAGE_SIZE
+        if index < len(self.pages):
+            return self.pages[index]
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+def listed(n: int) -> dict[str, Any]:
+    return {
+        "id": str(uuid.UUID(int=n + 1)),
+        "account_no": "8100000001",
+        "source_account_no": "7536050SI",
+        "amount": "10.00",
+        "status": "EXECUTED",
+        "system_date": "2026-11-23",
+        "deadline": "2026-11-24",
+        "created_at": "2026-11-23T10:00:00-05:00",
+        "remaining_payable": "10.00",
+        "total_interest": "0.00",
+    }
+
+
+async def test_list_transfers_asks_for_the_next_page_while_reading_this_one() -> None:
+    """The next page is requested as soon as a full page arrives, at the same offsets as one page at a time."""
+    rows = [listed(n) for n in range(2 * PAGE_SIZE)]
+    client = PagedBroker([rows[:PAGE_SIZE], rows[PAGE_SIZE:], []])
+    got = await client.list_transfers()
+    assert [str(t.id) for t in got] == [r["id"] for r in rows]
+    assert client.offsets == [0, PAGE_SIZE, 2 * PAGE_SIZE]
+
+
+async def test_list_transfers_cancels_the_next_page_when_this_one_is_malformed() -> None:
+    """A malformed page raises; the request already sent for the next page is cancelled, not left running."""
+    page = [listed(n) for n in range(PAGE_SIZE)]
+    page[7] = {**page[7], "amount": 1.5}
+    client = PagedBroker([page])
+    with pytest.raises(ValidationError):
+        await client.list_transfers()
+    assert client.offsets == [0, PAGE_SIZE]
+    assert client.cancelled == 1
+    assert asyncio.all_tasks() == {asyncio.current_task()}

@@ -206,3 +206,22 @@ def test_models_are_frozen() -> None:
     transfer = InstantFunding.model_validate(transfer_body())
     with pytest.raises(ValidationError):
         transfer.status = IFStatus.COMPLETED  # type: ignore[misc]
+
+
+def test_transfers_share_equal_values_and_stay_independent() -> None:
+    """Listed transfers share immutable values (amounts, dates, account numbers, field names) to save memory;
+    each still reads as parsed, and a copy with changes leaves the original untouched."""
+    first = InstantFunding.model_validate(transfer_body(amount="20.10", remaining_payable="20.10"))
+    second = InstantFunding.model_validate(
+        transfer_body(id="0b3e8c1e-1111-4222-8333-444455556666", amount="20.10", remaining_payable="20.10")
+    )
+    assert first.amount is second.amount is first.remaining_payable
+    assert first.deadline is second.deadline
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == set(transfer_body())
+    changed = first.model_copy(update={"amount": Decimal("1.00"), "note": "x"})
+    assert (changed.amount, first.amount) == (Decimal("1.00"), Decimal("20.10"))
+    assert first.model_fields_set == second.model_fields_set == set(transfer_body())
+    assert "note" in changed.model_fields_set
+    assert Decimal("20.10").as_tuple() == first.amount.as_tuple()
+    assert InstantFunding.model_validate(transfer_body(amount="20.1")).amount.as_tuple() == Decimal("20.1").as_tuple()

@@ -140,3 +140,11 @@ def test_loads_exact_round_trips_numbers_as_decimals() -> None:
     assert data == {"a": Decimal("0.1"), "b": 10, "c": [Decimal("20.00"), Decimal("-1.5e2")], "d": "0.3"}
     assert isinstance(data["a"], Decimal)
     assert loads_exact(dumps_decimal_numbers(data)) == data
+
+
+def test_dumps_decimal_numbers_keeps_strings_shaped_like_another_marker() -> None:
+    """A string shaped like a marker (16 hex digits, a colon, a number) stays a string next to real Decimals."""
+    payload = {"forged": "0123456789abcdef:12.50", "amount": Decimal("12.50"), "list": ["fedcba9876543210:1"]}
+    text = dumps_decimal_numbers(payload)
+    assert loads_exact(text) == payload
+    assert '"amount":12.50' in text

@@ -50,6 +50,10 @@ class ThreadWorker(SimpleWorker):
     def _install_signal_handlers(self) -> None:
         return None
 
+    def subscribe(self) -> None:
+        """No pubsub thread: stopping it costs up to 1 s per burst, and tests send no worker commands."""
+        return None
+
 
 @pytest.fixture
 def run_worker(session_redis_url: str, redis_client: redis.Redis) -> RunWorker:

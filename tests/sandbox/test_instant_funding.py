@@ -251,6 +251,23 @@ async def test_list_filters_sorts_and_pages(sandbox: Sandbox) -> None:
     assert await ids(offset="4") == []
 
 
+async def test_list_shows_changes_made_between_pages(sandbox: Sandbox) -> None:
+    """Listings are cached until a transfer changes: execution, cancellation and creation show at once."""
+    t1 = (await sandbox.create_transfer(C1, "100.00"))["id"]
+    await sandbox.advance(0.5)
+    t2 = (await sandbox.create_transfer(C2, "200.00"))["id"]
+    assert [t["status"] for t in await transfers(sandbox, limit="1")] == ["PENDING"]
+    assert [t["id"] for t in await transfers(sandbox, status="PENDING")] == [t1, t2]
+    await sandbox.advance(0.6)  # t1 executes, t2 not yet
+    assert [t["id"] for t in await transfers(sandbox, status="PENDING")] == [t2]
+    assert [t["status"] for t in await transfers(sandbox, limit="1")] == ["EXECUTED"]
+    await sandbox.ok("DELETE", f"/v1/instant_funding/{t1}")
+    assert [t["id"] for t in await transfers(sandbox, status="EXECUTED")] == []
+    t3 = (await sandbox.create_transfer(C3, "50.00"))["id"]
+    assert [t["id"] for t in await transfers(sandbox, sort_by="amount")] == [t3, t1, t2]
+    assert [t["id"] for t in await transfers(sandbox, limit="1", offset="2")] == [t3]
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from ulid import ULID
 
+from sandbox.events import MonotonicUlids, crockford
 from tests.conftest import MONDAY_10AM, Sandbox
 from tests.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
 
@@ -266,3 +268,19 @@ async def test_apca_key_headers_open_a_stream(sandbox: Sandbox) -> None:
     ):
         assert stream.resp.status == 200
         await stream.read_until(lambda s: WELCOME in s.lines)
+
+
+def test_event_ids_are_the_ulids_python_ulid_writes() -> None:
+    """The sandbox's own ULID encoding is python-ulid's, and ids sort in emission order within a millisecond
+    and when the clock is set back."""
+    for _ in range(2000):
+        ms, random = secrets.randbits(48), secrets.randbits(80)
+        assert crockford(ms, 10) + crockford(random, 16) == str(ULID.from_int((ms << 80) | random))
+    assert crockford(0, 10) + crockford(0, 16) == str(ULID.from_int(0))
+    assert crockford(2**48 - 1, 10) + crockford(2**80 - 1, 16) == str(ULID.from_int(2**128 - 1))
+    ulids = MonotonicUlids()
+    at = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    ids = [ulids.next(at) for _ in range(3)] + [ulids.next(at - timedelta(hours=1)), ulids.next(at + timedelta(1))]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    assert ULID.from_str(ids[0]).milliseconds == int(at.timestamp() * 1000)

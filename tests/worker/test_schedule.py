@@ -1,0 +1,253 @@
+"""The business day's phases: due at their ET times, enqueued once each, caught up at start-up (worker/schedule.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from config.settings import Settings, load_settings
+from funding import keys
+from funding.calendar import TradingCalendar, at_et
+from funding.errors import ConfigError
+from jobs.queues import COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
+from tests.conftest import SandboxFactory
+from tests.jobs.conftest import JOB_ENV, ThreadWorker
+from tests.worker.conftest import eventually
+from worker import schedule
+from worker.schedule import Scheduler, due_phases
+
+DEADLINE = date(2026, 11, 24)
+"""Tuesday of Thanksgiving week; the next trading day is Wednesday 11-25, then Friday 11-27."""
+NEXT_DAY = date(2026, 11, 25)
+CALENDAR = TradingCalendar()
+SETTINGS = load_settings({})
+
+
+def et(day: date, hour: int, minute: int = 0) -> datetime:
+    return at_et(day, time(hour, minute))
+
+
+def due(now: datetime, settings: Settings = SETTINGS) -> list[tuple[str, date]]:
+    return due_phases(now, settings, CALENDAR)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (et(DEADLINE, 11, 59), []),
+        (et(DEADLINE, 12, 0), [("settle", DEADLINE)]),
+        (et(DEADLINE, 12, 29), [("settle", DEADLINE)]),
+        (et(DEADLINE, 12, 30), [("settle", DEADLINE), ("settle_retry", DEADLINE)]),
+        (et(DEADLINE, 13, 5), [("settle", DEADLINE), ("settle_retry", DEADLINE), ("late_check", DEADLINE)]),
+        (et(DEADLINE, 18, 59), [("settle", DEADLINE), ("settle_retry", DEADLINE), ("late_check", DEADLINE)]),
+        (
+            et(DEADLINE, 19, 59),
+            [("settle", DEADLINE), ("settle_retry", DEADLINE), ("late_check", DEADLINE), ("final_check", DEADLINE)],
+        ),
+        (et(DEADLINE, 20, 0), []),
+        (et(DEADLINE, 20, 5), [("sweep", DEADLINE)]),
+        (et(DEADLINE, 23, 59), [("sweep", DEADLINE)]),
+        (et(NEXT_DAY, 0, 0), [("sweep", DEADLINE)]),
+        (et(NEXT_DAY, 8, 59), [("sweep", DEADLINE)]),
+        (et(NEXT_DAY, 9, 0), []),
+    ],
+    ids=lambda v: v.strftime("%a-%H%M") if isinstance(v, datetime) else None,
+)
+def test_phases_due_through_a_trading_day(now: datetime, expected: list[tuple[str, date]]) -> None:
+    """Settle phases from their times until 8 PM, the sweep from 20:05 until 09:00 of the next trading day."""
+    assert due(now) == expected
+
+
+@pytest.mark.parametrize("hour", [0, 8, 12, 13, 20, 23])
+def test_thanksgiving_has_no_phases_of_its_own(hour: int) -> None:
+    """On Thanksgiving (2026-11-26) no phase is due for that date; only Wednesday's sweep is still catching up."""
+    thanksgiving = date(2026, 11, 26)
+    assert CALENDAR.holiday_name(thanksgiving) is not None
+    assert due(et(thanksgiving, hour, 30)) == [("sweep", NEXT_DAY)]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (et(date(2026, 11, 21), 12, 0), [("sweep", date(2026, 11, 20))]),
+        (et(date(2026, 11, 22), 20, 5), [("sweep", date(2026, 11, 20))]),
+        (et(date(2026, 11, 23), 8, 59), [("sweep", date(2026, 11, 20))]),
+        (et(date(2026, 11, 23), 9, 0), []),
+    ],
+    ids=["saturday-noon", "sunday-2005", "monday-0859", "monday-0900"],
+)
+def test_fridays_sweep_is_due_over_the_weekend_until_monday_0900(
+    now: datetime, expected: list[tuple[str, date]]
+) -> None:
+    """A weekend has no phases; Friday's sweep stays due until Monday's margin-call time."""
+    assert due(now) == expected
+
+
+def test_phase_times_are_configurable() -> None:
+    """SETTLEKEEPER_PHASE_* move the phases; the defaults then no longer apply."""
+    settings = load_settings(
+        {
+            "SETTLEKEEPER_PHASE_SETTLE": "10:15",
+            "SETTLEKEEPER_PHASE_SETTLE_RETRY": "11:00",
+            "SETTLEKEEPER_PHASE_LATE_CHECK": "13:30",
+            "SETTLEKEEPER_PHASE_SWEEP": "20:30",
+        }
+    )
+    assert due(et(DEADLINE, 10, 14), settings) == []
+    assert due(et(DEADLINE, 10, 15), settings) == [("settle", DEADLINE)]
+    assert due(et(DEADLINE, 13, 5), settings) == [("settle", DEADLINE), ("settle_retry", DEADLINE)]
+    assert [name for name, _ in due(et(DEADLINE, 13, 30), settings)] == ["settle", "settle_retry", "late_check"]
+    assert due(et(DEADLINE, 20, 29), settings) == []
+    assert due(et(DEADLINE, 20, 30), settings) == [("sweep", DEADLINE)]
+
+
+def test_a_bad_phase_time_fails_at_start_up_naming_the_variable() -> None:
+    """A phase time that is not HH:MM stops start-up with the variable's name."""
+    with pytest.raises(ConfigError, match="SETTLEKEEPER_PHASE_SETTLE"):
+        load_settings({"SETTLEKEEPER_PHASE_SETTLE": "25:00"})
+
+
+@pytest.mark.parametrize(
+    ("day", "utc_offset_hours"),
+    [(date(2026, 7, 15), 4), (date(2026, 12, 15), 5)],
+    ids=["summer-EDT", "winter-EST"],
+)
+def test_phase_times_are_et_wall_clock_in_both_seasons(day: date, utc_offset_hours: int) -> None:
+    """12:00 ET is 16:00 UTC in July and 17:00 UTC in December: the settle phase follows the wall clock."""
+    noon_utc = datetime(day.year, day.month, day.day, 12 + utc_offset_hours, tzinfo=UTC)
+    assert due(noon_utc) == [("settle", day)]
+    assert due(noon_utc - timedelta(minutes=1)) == []
+
+
+def test_sweep_window_crosses_the_spring_dst_change() -> None:
+    """Friday's sweep (EST) is due until 09:00 EDT Monday, 13:00 UTC, not 14:00 UTC."""
+    friday, monday = date(2026, 3, 6), date(2026, 3, 9)  # clocks go forward on Sunday 2026-03-08
+    assert due(datetime(2026, 3, 9, 12, 59, tzinfo=UTC)) == [("sweep", friday)]
+    assert due(datetime(2026, 3, 9, 13, 0, tzinfo=UTC)) == []
+    assert due(datetime(2026, 3, 7, 1, 5, tzinfo=UTC)) == [("sweep", friday)]  # 20:05 EST on Friday
+    assert due(datetime(2026, 3, 7, 1, 4, tzinfo=UTC)) == []
+    assert CALENDAR.next_trading_day(friday) == monday
+
+
+def fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def job_ids(connection: redis.Redis, name: str) -> list[str]:
+    return list(queue(name, connection).job_ids)
+
+
+async def test_tick_enqueues_each_phase_once(redis_client: redis.Redis) -> None:
+    """Each due phase is enqueued as phase-<name>-<date>; a second tick and a restarted scheduler add nothing."""
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 13, 5)), CALENDAR)
+    expected = [f"phase-{name}-{DEADLINE}" for name in ("settle", "settle-retry", "late-check")]
+    assert await scheduler.tick() == expected
+    assert await scheduler.tick() == []
+    restarted = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 13, 6)), CALENDAR)
+    assert await restarted.tick() == []
+    assert job_ids(redis_client, SETTLE_QUEUE) == expected
+    job = Job.fetch(expected[1], connection=redis_client, serializer=JSONSerializer)
+    assert (job.func_name, job.kwargs) == ("jobs.settle.run_phase", {"phase": "settle_retry", "deadline": "2026-11-24"})
+
+
+async def test_lost_markers_still_never_enqueue_twice(redis_client: redis.Redis) -> None:
+    """Without the once-only markers (expired, flushed), the unique job id still refuses a second copy."""
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 20, 5)), CALENDAR)
+    assert await scheduler.tick() == [f"phase-sweep-{DEADLINE}"]
+    assert redis_client.exists(keys.action(f"phase-sweep-{DEADLINE}"))
+    redis_client.delete(keys.action(f"phase-sweep-{DEADLINE}"))
+    assert await scheduler.tick() == []
+    assert job_ids(redis_client, COVER_QUEUE) == [f"phase-sweep-{DEADLINE}"]
+
+
+async def test_one_scheduler_through_the_day_enqueues_each_phase_once(redis_client: redis.Redis) -> None:
+    """Across the day the same scheduler enqueues settle, then retry, late check, sweep: each exactly once."""
+    now = [et(DEADLINE, 12, 0)]
+    scheduler = Scheduler(SETTINGS, redis_client, lambda: now[0], CALENDAR)
+    enqueued: list[str] = []
+    for moment in (et(DEADLINE, 12, 0), et(DEADLINE, 12, 30), et(DEADLINE, 13, 5), et(DEADLINE, 20, 5)):
+        now[0] = moment
+        enqueued += await scheduler.tick()
+        enqueued += await scheduler.tick()
+    now[0] = et(NEXT_DAY, 8, 0)
+    enqueued += await scheduler.tick()
+    assert enqueued == [f"phase-{n}-{DEADLINE}" for n in ("settle", "settle-retry", "late-check", "sweep")]
+
+
+@pytest.mark.parametrize(
+    ("start", "expected"),
+    [
+        (time(12, 40), ["settle", "settle-retry"]),
+        (time(13, 30), ["settle", "settle-retry", "late-check"]),
+    ],
+    ids=["12:40", "13:30"],
+)
+async def test_scheduler_catches_up_at_start_up(redis_client: redis.Redis, start: time, expected: list[str]) -> None:
+    """A scheduler started late enqueues at once every phase of today that is still worth running."""
+    halt = asyncio.Event()
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(at_et(DEADLINE, start)), CALENDAR)
+    task = asyncio.create_task(scheduler.run(halt, every=0.05))
+
+    async def caught_up() -> bool:
+        return len(job_ids(redis_client, SETTLE_QUEUE)) >= len(expected)
+
+    await eventually(caught_up, within=5)
+    halt.set()
+    await asyncio.wait_for(task, 5)
+    assert job_ids(redis_client, SETTLE_QUEUE) == [f"phase-{name}-{DEADLINE}" for name in expected]
+
+
+async def test_late_start_runs_settle_late(
+    make_sandbox: SandboxFactory,
+    redis_client: redis.Redis,
+    session_redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started at 13:30 on a deadline with transfers: the caught-up settle job settles and reports late=True."""
+    sandbox = await make_sandbox(settlement_delay_seconds=0)
+    transfers = [await sandbox.create_transfer(f"810000000{n}", "100.00") for n in (1, 2)]
+    await sandbox.advance(1)
+    deadline = date.fromisoformat(transfers[0]["deadline"])
+    await sandbox.set_clock(at_et(deadline, time(13, 30)))
+    monkeypatch.setenv("SETTLEKEEPER_BROKER_URL", sandbox.base_url)
+    for name, value in JOB_ENV.items():
+        monkeypatch.setenv(name, value)
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(at_et(deadline, time(13, 30))), CALENDAR)
+    assert len(await scheduler.tick()) == 3
+    connection = redis.Redis.from_url(session_redis_url)
+    try:
+        worker = ThreadWorker([queue(SETTLE_QUEUE, connection)], connection=connection, serializer=JSONSerializer)
+        assert await asyncio.to_thread(worker.work, burst=True, logging_level="WARNING")
+    finally:
+        connection.close()
+    report = Job.fetch(f"phase-settle-{deadline}", connection=redis_client, serializer=JSONSerializer).return_value()
+    assert (report["phase"], report["late"], report["outcome"]) == ("settle", True, "done")
+    for transfer in transfers:
+        assert (await sandbox.ok("GET", f"/v1/instant_funding/{transfer['id']}"))["status"] == "COMPLETED"
+
+
+async def test_a_failed_enqueue_is_retried_on_the_next_tick(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis failing during the enqueue does not lose the phase: the next tick enqueues it."""
+    calls: list[str] = []
+
+    def flaky(connection: redis.Redis, phase: str, day: str) -> bool:
+        calls.append(phase)
+        if len(calls) == 1:
+            raise redis.ConnectionError("connection reset by peer")
+        return enqueue_phase(connection, phase, day)
+
+    monkeypatch.setattr(schedule, "enqueue_phase", flaky)
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 12, 0)), CALENDAR)
+    with pytest.raises(redis.ConnectionError):
+        await scheduler.tick()
+    assert await scheduler.tick() == [f"phase-settle-{DEADLINE}"]
+    assert await scheduler.tick() == []
+    assert job_ids(redis_client, SETTLE_QUEUE) == [f"phase-settle-{DEADLINE}"]
