@@ -103,6 +103,11 @@ def plan(deadline: date | str) -> str:
     return f"{PREFIX}plan:{deadline}"
 
 
+def transfer_costs(deadline: date | str) -> str:
+    """Hash: transfer id → JSON of the late interest its settlement avoided and the interest it incurred."""
+    return f"{PREFIX}costs:{deadline}:transfers"
+
+
 def plan_lock(deadline: date | str) -> str:
     """String: the lock held by the one settle run of a deadline (redis-py lock, short TTL, extended)."""
     return f"{PREFIX}plan:{deadline}:lock"

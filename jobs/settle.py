@@ -32,7 +32,7 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
 from funding.errors import PermanentError
 from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
-from funding.money import ZERO, wire
+from funding.money import ZERO, late_interest, wire
 from funding.planning import chunks, costs, debit_risk, make_plan
 from jobs import failpoints
 from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
@@ -177,8 +177,10 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
         if status is SettlementStatus.FAILED:
             return await _settlement_failed(ctx, deadline)
         return "dry_run" if settings.mode("settle") == "dry-run" else "refused"
-    summary = costs([] if report["late"] else plan.selected, plan.selected, settings.fed_upper_bound)
+    on_time = [] if report["late"] else plan.selected
+    summary = costs(on_time, plan.selected, settings.fed_upper_bound)
     await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
+    await _transfer_costs(ctx, deadline, on_time, plan.selected)
     return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
 
 
@@ -195,14 +197,38 @@ async def _settlement_failed(ctx: JobContext, deadline: date) -> str:
 
 async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred: Decimal) -> None:
     """Accumulate the deadline's late-interest figures (decimal strings, never floats)."""
-    current = {_text(k): Decimal(_text(v)) for k, v in (await ctx.redis.hgetall(keys.costs(deadline))).items()}
+    names = ("late_interest_avoided", "late_interest_incurred")
+    current = [
+        Decimal(_text(v)) if v is not None else Decimal(0) for v in await ctx.redis.hmget(keys.costs(deadline), names)
+    ]
     await ctx.redis.hset(
-        keys.costs(deadline),
-        mapping={
-            "late_interest_avoided": str(current.get("late_interest_avoided", Decimal(0)) + avoided),
-            "late_interest_incurred": str(current.get("late_interest_incurred", Decimal(0)) + incurred),
-        },
+        keys.costs(deadline), mapping={names[0]: str(current[0] + avoided), names[1]: str(current[1] + incurred)}
     )
+
+
+async def _transfer_costs(
+    ctx: JobContext, deadline: date, on_time: list[InstantFunding], settled: list[InstantFunding]
+) -> None:
+    """Per transfer: the day of late interest settling before 1 PM avoided, and the interest it did incur."""
+    avoided = {str(t.id) for t in on_time}
+    rows = {
+        str(t.id): json.dumps(
+            {
+                "account_no": t.account_no,
+                "late_interest_avoided": str(late_interest(t.amount, ctx.settings.fed_upper_bound))
+                if str(t.id) in avoided
+                else "0.00",
+                "late_interest_incurred": str(t.total_interest),
+            }
+        )
+        for t in settled
+    }
+    items = list(rows.items())
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(items), 10_000):
+            pipe.hset(keys.transfer_costs(deadline), mapping=dict(items[start : start + 10_000]))
+        pipe.expire(keys.transfer_costs(deadline), 400 * 86400)
+        await pipe.execute()
 
 
 async def _unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
