@@ -104,7 +104,7 @@ def plan(deadline: date | str) -> str:
 
 
 def transfer_costs(deadline: date | str) -> str:
-    """Hash: transfer id → JSON of the late interest its settlement avoided and the interest it incurred."""
+    """Hash: transfer id → ``<late interest avoided>|<interest incurred>`` (decimal strings)."""
     return f"{PREFIX}costs:{deadline}:transfers"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from decimal import Decimal
 
@@ -55,8 +54,8 @@ async def test_costs_are_recorded_per_transfer_and_per_deadline(
     assert await run_worker()
     rate = Decimal("0.0450") + Decimal("0.08")  # the default SETTLEKEEPER_FED_UPPER_BOUND + 8 %
     expected = {t["id"]: (Decimal(t["amount"]) * rate / 360).quantize(Decimal("0.01")) for t in created}
-    rows = {k.decode(): json.loads(v) for k, v in redis_client.hgetall(keys.transfer_costs(deadline)).items()}
-    assert {tid: Decimal(row["late_interest_avoided"]) for tid, row in rows.items()} == expected
-    assert {row["late_interest_incurred"] for row in rows.values()} == {"0.00"}
+    rows = {k.decode(): v.decode().split("|") for k, v in redis_client.hgetall(keys.transfer_costs(deadline)).items()}
+    assert {tid: Decimal(avoided) for tid, (avoided, _) in rows.items()} == expected
+    assert {incurred for _, incurred in rows.values()} == {"0.00"}
     total = redis_client.hget(keys.costs(deadline), "late_interest_avoided")
     assert Decimal(total.decode()) == sum(expected.values())
