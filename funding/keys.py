@@ -75,7 +75,19 @@ AUDIT = f"{PREFIX}audit"
 KILL_SWITCH = f"{PREFIX}kill"
 """String: when present, no money call goes out; its value says why (set by an operator)."""
 ALERTS = f"{PREFIX}alerts"
-"""Stream: alerts raised by jobs (what on-call must know), for the alert sinks."""
+"""Stream: every alert state change (trigger, escalation, resolve), append-only, for the report and audits."""
+ALERT_OUTBOX = f"{PREFIX}alert_outbox"
+"""Set: ``<dedup>|<seq>|<action>`` state changes whose delivery job is not enqueued yet."""
+
+
+def alert(dedup_key: str) -> str:
+    """Hash: one alert's state (triggered/resolved), incident sequence, severity rank and payload."""
+    return f"{PREFIX}alert:{dedup_key}"
+
+
+def alert_sent(dedup_key: str, seq: int, action: str, sink: str) -> str:
+    """String: this state of this alert was delivered to ``sink`` (a retry never sends it again)."""
+    return f"{PREFIX}alert_sent:{dedup_key}:{seq}:{action}:{sink}"
 
 
 def intent(key: str) -> str:

@@ -7,6 +7,7 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
+from funding import keys
 from funding.store import Action
 
 SETTLE_QUEUE = "settlekeeper-settle"
@@ -63,6 +64,31 @@ def enqueue_action(connection: redis.Redis, action: Action) -> bool:
     except DuplicateJobError:
         return False
     return True
+
+
+def enqueue_alert_deliveries(connection: redis.Redis) -> int:
+    """Hand every pending alert state change to the alert queue (unique job ids); returns how many."""
+    from funding.alerts import delivery_job_id
+
+    enqueued = 0
+    for raw in connection.smembers(keys.ALERT_OUTBOX):
+        entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+        dedup_key, seq, action = entry.rsplit("|", 2)
+        try:
+            queue(ALERT_QUEUE, connection).enqueue(
+                "jobs.alerts.deliver",
+                kwargs={"dedup_key": dedup_key, "seq": int(seq), "action": action},
+                job_id=delivery_job_id(dedup_key, int(seq), action),
+                unique=True,
+                result_ttl=RESULT_TTL_SECONDS,
+                failure_ttl=FAILURE_TTL_SECONDS,
+                retry=RETRY,
+            )
+            enqueued += 1
+        except DuplicateJobError:
+            pass
+        connection.srem(keys.ALERT_OUTBOX, entry)
+    return enqueued
 
 
 def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:

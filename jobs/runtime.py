@@ -17,15 +17,18 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 import structlog
+from redis import Redis as SyncRedis
 from redis.asyncio.lock import Lock
 from rq import get_current_job
 
 from config.settings import Settings, load_settings
 from funding import keys
+from funding.alerts import Alert, Severity, raise_alert, resolve_alert
 from funding.audit import Ledger
 from funding.broker import BrokerClient
 from funding.calendar import TradingCalendar, to_et
 from funding.guardrails import Guardrails
+from jobs.queues import enqueue_alert_deliveries
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -39,6 +42,8 @@ class JobContext:
     ledger: Ledger
     guard: Guardrails
     calendar: TradingCalendar
+    rq: SyncRedis
+    """The RQ job's own (synchronous) connection, for enqueueing."""
     lock: Lock | None = None
     """The settle run's lock, extended at every pause."""
 
@@ -67,11 +72,17 @@ class JobContext:
         return str(account.id)
 
     async def alert(self, kind: str, severity: str, summary: str, dedup_key: str, **facts: Any) -> None:
-        """Raise an alert for on-call (the alert sinks read ``sk:alerts``)."""
-        fields = {"kind": kind, "severity": severity, "summary": summary, "dedup_key": dedup_key}
-        fields.update({k: str(v) for k, v in facts.items()})
-        await self.redis.xadd(keys.ALERTS, fields)  # type: ignore[arg-type]
-        log.warning("alert_raised", kind=kind, severity=severity, summary=summary, dedup_key=dedup_key)
+        """Raise an alert for on-call: recorded once per state, then delivered by the alert queue."""
+        alert = Alert(kind, Severity(severity), dedup_key, summary, {k: str(v) for k, v in facts.items()})
+        if await raise_alert(self.redis, alert) is not None:
+            log.warning("alert_raised", kind=kind, severity=severity, summary=summary, dedup_key=dedup_key)
+            await asyncio.to_thread(enqueue_alert_deliveries, self.rq)
+
+    async def resolve(self, kind: str, dedup_key: str, summary: str) -> None:
+        """Resolve an alert whose condition cleared (nothing is sent if it was not triggered)."""
+        if await resolve_alert(self.redis, Alert(kind, Severity.INFO, dedup_key, summary)) is not None:
+            log.info("alert_resolved", kind=kind, dedup_key=dedup_key)
+            await asyncio.to_thread(enqueue_alert_deliveries, self.rq)
 
 
 def _async_redis(connection: redis.Redis) -> aioredis.Redis:
@@ -95,6 +106,7 @@ async def job_context(settings: Settings, connection: redis.Redis) -> AsyncItera
                 ledger=Ledger(client),
                 guard=Guardrails(settings, client),
                 calendar=TradingCalendar(),
+                rq=connection,
             )
     finally:
         await client.aclose()
