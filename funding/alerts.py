@@ -147,10 +147,8 @@ async def resolve_alert(client: aioredis.Redis, alert: Alert) -> Transition | No
     return await _move(client, alert, "resolve")
 
 
-async def _move(client: aioredis.Redis, alert: Alert, action: str) -> Transition | None:
-    result = await client.eval(
-        _MOVE,
-        3,
+def _script_args(alert: Alert, action: str) -> list[Any]:
+    return [
         keys.alert(alert.dedup_key),
         keys.ALERTS,
         keys.ALERT_OUTBOX,
@@ -160,28 +158,17 @@ async def _move(client: aioredis.Redis, alert: Alert, action: str) -> Transition
         datetime.now(UTC).isoformat(),
         alert.dedup_key,
         *alert.stream_fields(),
-    )
-    changed, seq = int(result[0]), result[1]
-    if not changed:
-        return None
-    return Transition(alert, action, int(seq))
+    ]
+
+
+def _transition(alert: Alert, action: str, result: Any) -> Transition | None:
+    return Transition(alert, action, int(result[1])) if int(result[0]) else None
+
+
+async def _move(client: aioredis.Redis, alert: Alert, action: str) -> Transition | None:
+    return _transition(alert, action, await client.eval(_MOVE, 3, *_script_args(alert, action)))
 
 
 def move_sync(client: redis.Redis, alert: Alert, action: str) -> Transition | None:
     """The same state change from synchronous code (the listener's limit monitor runs it in a thread)."""
-    result: Any = client.eval(
-        _MOVE,
-        3,
-        keys.alert(alert.dedup_key),
-        keys.ALERTS,
-        keys.ALERT_OUTBOX,
-        action,
-        alert.severity.rank,
-        alert.to_json(),
-        datetime.now(UTC).isoformat(),
-        alert.dedup_key,
-        *alert.stream_fields(),
-    )
-    if not int(result[0]):
-        return None
-    return Transition(alert, action, int(result[1]))
+    return _transition(alert, action, client.eval(_MOVE, 3, *_script_args(alert, action)))

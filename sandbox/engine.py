@@ -296,6 +296,12 @@ class Engine:
         transfer.updated_at = self.now
         self._use_limit(transfer, -1)
         self.touched()
+        self._mem_canceled(
+            transfer, account, self.settle_date(), f"type: instant_funding_memopost, transfer_id: {transfer.id}, {why}"
+        )
+
+    def _mem_canceled(self, transfer: Transfer, account: Account, settle_date: date, description: str) -> None:
+        """The MEM activity of ``transfer`` goes ``canceled`` (settled, or canceled at 8 PM or by the partner)."""
         self.emit.activity(
             self.now,
             account,
@@ -304,9 +310,9 @@ class Engine:
             net_amount=ZERO,
             qty=transfer.amount,
             symbol="INSTANTUSD",
-            settle_date=self.settle_date(),
+            settle_date=settle_date,
             system_date=transfer.system_date,
-            description=f"type: instant_funding_memopost, transfer_id: {transfer.id}, {why}",
+            description=description,
             details={"transfer_id": transfer.id, "group_id": None},
             previous_id=transfer.mem_activity_id,
         )
@@ -487,24 +493,15 @@ class Engine:
             self._execute(transfer)  # a transfer settled before it executed still credits the customer
             account = self.books.account(transfer.account_no)
             if transfer.executed:
-                self.books.post(self.now, account, "memoposts", -transfer.amount, "settled", transfer.id, "SI")
+                self.books.post(
+                    self.now, account, "memoposts", -transfer.amount, "settled", transfer.id, IF_COUNTERPARTY
+                )
             transfer.status = IFStatus.COMPLETED
             transfer.settlement_id = settlement.id
             transfer.updated_at = self.now
             self._use_limit(transfer, -1)
-            self.emit.activity(
-                self.now,
-                account,
-                "MEM",
-                status="canceled",
-                net_amount=ZERO,
-                qty=transfer.amount,
-                symbol="INSTANTUSD",
-                settle_date=settle_date,
-                system_date=transfer.system_date,
-                description=f"type: instant_funding_memopost, transfer_id: {transfer.id}",
-                details={"transfer_id": transfer.id, "group_id": None},
-                previous_id=transfer.mem_activity_id,
+            self._mem_canceled(
+                transfer, account, settle_date, f"type: instant_funding_memopost, transfer_id: {transfer.id}"
             )
             self.emit.activity(
                 self.now,
