@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from funding.errors import ConfigError
@@ -30,6 +30,9 @@ DEFAULT_SANDBOX_SECRET = "sandbox-secret"  # noqa: S105 - documented local-sandb
 DEFAULT_HTTP_PORT = 9108
 """The listener's /healthz, /readyz and /metrics port (unassigned in Prometheus' port registry)."""
 
+DEFAULT_JOBS_METRICS_PORT = 9109
+"""The port ``settlekeeper work`` serves the jobs' /metrics on, next to the listener's; 0 turns it off."""
+
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 """Alpaca's heartbeat interval is undocumented; 15 s is what the sandbox sends (broker-api.md A2)."""
 
@@ -42,11 +45,23 @@ DEFAULT_HEAL_INTERVAL_SECONDS = 60.0
 DEFAULT_RETENTION_DAYS = 35
 """Settled and canceled transfers stay in Redis a month and a bit: enough for monthly interest invoices."""
 
+ALERT_SINKS = ("slack", "pagerduty")
+"""Where alerts go, in delivery order; each is optional (unconfigured: skipped without a request)."""
+ALERT_SEVERITIES = ("info", "warning", "critical")
+DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+"""PagerDuty Events API v2; settable so tests (and EU accounts: events.eu.pagerduty.com) can point elsewhere."""
+DEFAULT_ALERT_ROUTES = '{"slack": ["info", "warning", "critical"], "pagerduty": ["critical"]}'
+"""Slack hears everything; only what needs a human now pages."""
+DEFAULT_ALERT_MAX_WAIT_SECONDS = 60.0
+"""Longest wait for one Retry-After or backoff inside an alert job (Slack asks for seconds, not minutes);
+three attempts of at most this stay inside RQ's 600 s job timeout."""
+
 Port = Annotated[int, Field(ge=0, le=65535)]
 Mode = Literal["off", "dry-run", "on"]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Seconds = Annotated[float, Field(gt=0)]
+Ratio = Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -62,6 +77,8 @@ class Settings(BaseSettings):
     broker_key: SecretStr = SecretStr(DEFAULT_SANDBOX_KEY)
     broker_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
     http_port: Port = DEFAULT_HTTP_PORT
+    jobs_metrics_port: Port = DEFAULT_JOBS_METRICS_PORT
+    """Where ``settlekeeper work`` serves the jobs' metrics (cluster-wide totals from Redis); 0: not served."""
     log_level: str = "INFO"
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console on a TTY, JSON otherwise)."""
@@ -90,6 +107,8 @@ class Settings(BaseSettings):
     """The partner's SI account (instant funding source; settlements are paid from it)."""
     rf_account_no: str = "7536050RF"
     """The partner's prefunded RF account (tops SI up, covers debit balances)."""
+    fw_account_no: str = "7536050FW"
+    """The partner's FW account, where Alpaca sweeps SI's excess (only watched: its cash is a gauge)."""
     settle_mode: Mode | None = None
     """``off``, ``dry-run`` or ``on`` for settlements; unset: ``dry-run`` against Alpaca, ``on`` elsewhere."""
     fund_mode: Mode | None = None
@@ -110,6 +129,20 @@ class Settings(BaseSettings):
     phase_final_check: ClockTime = "19:00"
     """A last settle run before the 8 PM cancellation, for money that arrived after the late check."""
     phase_sweep: ClockTime = "20:05"
+    ladder_digest: ClockTime = "09:30"
+    """The alert ladder of a deadline day (US/Eastern): the morning digest (what is due, SI/RF, shortfall)."""
+    ladder_warning: ClockTime = "11:30"
+    """A warning if SI + RF cannot pay what is due, or auto-settle is not ``on``."""
+    ladder_page: ClockTime = "12:30"
+    """A critical page if anything due today is still unsettled."""
+    ladder_late: ClockTime = "13:00"
+    """The late notice: transfers that missed the 1 PM cutoff and the interest booked on them."""
+    ladder_cancellations: ClockTime = "20:00"
+    """The 8 PM cancellations, the debit balances they left and what the cover job did."""
+    phase_if_reports: ClockTime = "20:10"
+    """Reconcile the IF reports of the cycle that closed at 8 PM ET with the store."""
+    phase_jit_reports: ClockTime = "23:35"
+    """Check the JIT reports, which Alpaca publishes after 11:30 PM ET on the trade date."""
     poll_seconds: Seconds = 1.0
     """How often a job re-reads a journal or settlement it waits for."""
     journal_wait_seconds: Seconds = 60.0
@@ -125,9 +158,29 @@ class Settings(BaseSettings):
     """JSON object of transmitter_info fields common to every settlement transfer (the partner's bank)."""
     transmitter_overrides: str = "{}"
     """JSON object: account number → transmitter_info fields overriding the template for that account."""
+    limits_poll_seconds: Seconds = 60.0
+    """How often the listener reads the IF and JIT limits (and the firm balances) for gauges and alerts."""
+    limit_warning_ratio: Ratio = Decimal("0.80")
+    """IF or JIT limit usage at or above this raises a warning (and under it, resolves the alert)."""
+    limit_critical_ratio: Ratio = Decimal("0.95")
+    """Usage at or above this escalates to critical: new IF transfers or JIT buys are refused at 100 %."""
     failpoint: str = ""
     """Test-only fault injection: a job reaching the step of this name (see :mod:`jobs.failpoints`) kills
     its process with exit status 137, as a SIGKILL or OOM kill would; empty (the default) never fires."""
+
+    # --- alerts --------------------------------------------------------------------------
+    slack_webhook_url: SecretStr | None = None
+    """Slack incoming webhook (the URL is the credential); unset: nothing goes to Slack."""
+    pagerduty_routing_key: SecretStr | None = None
+    """PagerDuty Events API v2 integration key; unset: nothing is paged."""
+    pagerduty_url: str = DEFAULT_PAGERDUTY_URL
+    alert_routes: str = DEFAULT_ALERT_ROUTES
+    """JSON object: sink → the severities it receives; a sink not named receives nothing."""
+    runbook_url: str = Field(default="docs/runbook.md", min_length=1)
+    """The runbook every alert links to (``#<kind>`` is appended): a URL, or a path shown as text."""
+    alert_max_wait_seconds: Seconds = DEFAULT_ALERT_MAX_WAIT_SECONDS
+    alert_source: str = Field(default="settlekeeper", min_length=1)
+    """PagerDuty's ``payload.source``: which deployment raised the alert."""
 
     sandbox_host: str = "127.0.0.1"
     sandbox_port: Port = 8765
@@ -135,7 +188,7 @@ class Settings(BaseSettings):
     sandbox_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
     sandbox_heartbeat_seconds: float = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)
 
-    @field_validator("broker_url")
+    @field_validator("broker_url", "pagerduty_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
@@ -158,6 +211,14 @@ class Settings(BaseSettings):
             raise ValueError("expected one of auto, wall, broker")
         return value
 
+    @field_validator("limit_critical_ratio")
+    @classmethod
+    def _above_warning(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        warning = info.data.get("limit_warning_ratio")
+        if warning is not None and value <= warning:
+            raise ValueError(f"expected a ratio above SETTLEKEEPER_LIMIT_WARNING_RATIO ({warning})")
+        return value
+
     @field_validator("transmitter_template", "transmitter_overrides")
     @classmethod
     def _json_object(cls, value: str) -> str:
@@ -168,6 +229,42 @@ class Settings(BaseSettings):
         if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
         return value
+
+    @field_validator("slack_webhook_url", "pagerduty_routing_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        """An empty value (an optional Kubernetes secret key) means the sink is not configured."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("expected an https:// incoming webhook URL")
+        return value
+
+    @field_validator("alert_routes")
+    @classmethod
+    def _routes(cls, value: str) -> str:
+        expected = f"expected a JSON object mapping {'/'.join(ALERT_SINKS)} to lists of {', '.join(ALERT_SEVERITIES)}"
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not isinstance(parsed, dict) or not set(parsed) <= set(ALERT_SINKS):
+            raise ValueError(expected)
+        for severities in parsed.values():
+            if not isinstance(severities, list) or not set(severities) <= set(ALERT_SEVERITIES):
+                raise ValueError(expected)
+        return value
+
+    @property
+    def routes(self) -> dict[str, frozenset[str]]:
+        """The severities each alert sink receives (``SETTLEKEEPER_ALERT_ROUTES``)."""
+        parsed = json.loads(self.alert_routes)
+        return {sink: frozenset(parsed.get(sink, ())) for sink in ALERT_SINKS}
 
     def mode(self, action: str) -> str:
         """The guardrail mode of ``settle``, ``fund`` or ``cover`` (defaults by target, see above)."""

@@ -28,7 +28,17 @@ from funding.errors import (
     ServerError,
     TransportError,
 )
-from funding.models import Account, IFStatus, InstantFunding, Journal, Settlement, TradeAccount
+from funding.models import (
+    Account,
+    CorrespondentLimit,
+    IFReport,
+    IFStatus,
+    InstantFunding,
+    JITLimits,
+    Journal,
+    Settlement,
+    TradeAccount,
+)
 from funding.money import loads_exact
 
 PAGE_SIZE = 100
@@ -232,6 +242,35 @@ class BrokerClient:
         body = await self.request("GET", "/v1/instant_funding/settlements", params=params)
         rows = body.get("settlements", []) if isinstance(body, dict) else body
         return [Settlement.model_validate(row) for row in rows]
+
+    async def if_reports(self, report_type: str, system_date: date) -> list[IFReport]:
+        """``GET /v1/instant_funding/reports``: ``summary`` or ``detail`` rows of one settlement cycle."""
+        params = {"report_type": report_type, "system_date": system_date.isoformat()}
+        body = await self.request("GET", "/v1/instant_funding/reports", params=params)
+        if not isinstance(body, list):
+            raise MalformedDataError(f"GET /v1/instant_funding/reports ({report_type}) did not return an array")
+        return [IFReport.model_validate(row) for row in body]
+
+    async def jit_report(self, report_type: str, system_date: date) -> str:
+        """``GET /v1/transfers/jit/reports`` inline: the CSV text of ``detail`` or ``net_summary``.
+
+        The inline answer is an object keyed by the report's name (``detail``, or ``detail.csv``).
+        A report not generated yet is a :class:`NotFoundError` (404).
+        """
+        params = {"report_type": report_type, "system_date": system_date.isoformat()}
+        body = await self.request("GET", "/v1/transfers/jit/reports", params=params)
+        text = body.get(report_type, body.get(f"{report_type}.csv")) if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise MalformedDataError(f"GET /v1/transfers/jit/reports: no {report_type} CSV in the answer")
+        return text
+
+    async def if_limits(self) -> CorrespondentLimit:
+        """``GET /v1/instant_funding/limits``: the correspondent's IF limit and what is in use (§1.5)."""
+        return CorrespondentLimit.model_validate(await self.request("GET", "/v1/instant_funding/limits"))
+
+    async def jit_limits(self) -> JITLimits:
+        """``GET /v1/transfers/jit/limits``: the JIT daily net limit and ``in_use_limit`` (§6)."""
+        return JITLimits.model_validate(await self.request("GET", "/v1/transfers/jit/limits"))
 
     async def clock(self) -> datetime:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""

@@ -39,6 +39,11 @@ def account_transfers(account_no: str) -> str:
     return f"{PREFIX}account:{account_no}:transfers"
 
 
+def system_date_transfers(day: date | str) -> str:
+    """Set: ids of every transfer recorded with this system date (the IF report reconciliation reads it)."""
+    return f"{PREFIX}system_date:{day}:transfers"
+
+
 def cursor(stream: str) -> str:
     """String: the id of the last event of ``stream`` that was fully recorded."""
     return f"{PREFIX}cursor:{stream}"
@@ -77,7 +82,7 @@ KILL_SWITCH = f"{PREFIX}kill"
 ALERTS = f"{PREFIX}alerts"
 """Stream: every alert state change (trigger, escalation, resolve), append-only, for the report and audits."""
 ALERT_OUTBOX = f"{PREFIX}alert_outbox"
-"""Set: ``<dedup>|<seq>|<action>`` state changes whose delivery job is not enqueued yet."""
+"""Set: ``<dedup>|<seq>|<state>`` state changes whose delivery job is not enqueued yet."""
 
 
 def alert(dedup_key: str) -> str:
@@ -85,8 +90,21 @@ def alert(dedup_key: str) -> str:
     return f"{PREFIX}alert:{dedup_key}"
 
 
+def alert_state_prefix(dedup_key: str) -> str:
+    """The start of every :func:`alert_state` key of one alert (the alert script appends ``<seq>:<state>``)."""
+    return f"{PREFIX}alert_state:{dedup_key}:"
+
+
+def alert_state(dedup_key: str, seq: int, state: str) -> str:
+    """Hash: one recorded state (``trigger``, ``escalate-<severity>``, ``resolve``) of incident ``seq``:
+    ``payload`` (the alert as raised; for a resolve, as last triggered) and, for a resolve, ``resolution``.
+    What its delivery job sends; expires after ``funding.alerts.RECORD_TTL_SECONDS``."""
+    return f"{alert_state_prefix(dedup_key)}{seq}:{state}"
+
+
 def alert_sent(dedup_key: str, seq: int, action: str, sink: str) -> str:
-    """String: this state of this alert was delivered to ``sink`` (a retry never sends it again)."""
+    """String: this state (``action``) of this alert reached ``sink`` (value: ``sent <status>`` or
+    ``refused <status>``), so a retry or a replayed job never sends it again."""
     return f"{PREFIX}alert_sent:{dedup_key}:{seq}:{action}:{sink}"
 
 
@@ -135,6 +153,17 @@ def costs(deadline: date | str) -> str:
     return f"{PREFIX}costs:{deadline}"
 
 
+def metrics(family: str) -> str:
+    """Hash: one job metric family (``job_duration``, ``money_movements``, ``alerts``, ``settle``): fields are
+    label values joined by ``|``, values integers (counts, cents, milliseconds); see :mod:`jobs.metrics`."""
+    return f"{PREFIX}metrics:{family}"
+
+
+def cover_outcomes(deadline: date | str) -> str:
+    """Hash: account number → outcome of its last cover run for ``deadline`` (the accounts-in-debit gauge)."""
+    return f"{PREFIX}cover_outcomes:{deadline}"
+
+
 def action(job_id: str) -> str:
     """String: marks an action as decided once (SET NX), so replays never enqueue it again."""
     return f"{PREFIX}action:{job_id}"
@@ -158,3 +187,13 @@ def journal(journal_id: str) -> str:
 def replan_pending(deadline: date | str) -> str:
     """String: a re-plan of ``deadline``'s settlement is queued and has not started (coalescing)."""
     return f"{PREFIX}replan_pending:{deadline}"
+
+
+def jit_report(system_date: date | str) -> str:
+    """Hash: the check of a system date's JIT reports (outcome, per-bucket sums, settlement instructions)."""
+    return f"{PREFIX}jit:{system_date}"
+
+
+def if_report(system_date: date | str) -> str:
+    """Hash: the reconciliation of a system date's instant funding reports with the store (differences)."""
+    return f"{PREFIX}if_report:{system_date}"

@@ -141,6 +141,9 @@ if r.status == 'COMPLETED' then
   end
 end
 redis.call('SADD', p .. 'account:' .. r.account_no .. ':transfers', r.id)
+if redis.call('SADD', p .. 'system_date:' .. r.system_date .. ':transfers', r.id) == 1 then
+  redis.call('EXPIRE', p .. 'system_date:' .. r.system_date .. ':transfers', ARGV[4])
+end
 if duplicate then
   return {2, old_status}  -- same status, new interest: fields updated, no record, no action
 end
@@ -382,8 +385,27 @@ class TransferStore:
         value = await self.redis.get(keys.due_cents(deadline))
         return (Decimal(int(value)) * CENT) if value is not None else ZERO
 
+    async def due_count(self, deadline: date) -> int:
+        """How many transfers due on ``deadline`` are unsettled (without reading their ids)."""
+        return int(await self.redis.scard(keys.due(deadline)))
+
     async def unsettled_ids(self) -> set[str]:
         return {_text(m) for m in await self.redis.smembers(keys.UNSETTLED)}
+
+    async def system_date_transfers(self, day: date) -> dict[str, dict[str, str]]:
+        """Every retained transfer recorded with system date ``day``, by id (as :meth:`transfer` reads it)."""
+        ids = sorted(_text(m) for m in await self.redis.smembers(keys.system_date_transfers(day)))
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(ids), 10_000):
+            chunk = ids[start : start + 10_000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for transfer_id in chunk:
+                    pipe.hgetall(keys.transfer(transfer_id))
+                hashes = await pipe.execute()
+            for transfer_id, raw in zip(chunk, hashes, strict=True):
+                if raw:  # an expired transfer leaves its id behind until the index itself expires
+                    found[transfer_id] = {_text(k): _text(v) for k, v in raw.items()}
+        return found
 
     async def account_transfers(self, account_no: str) -> set[str]:
         """Ids of ``account_no``'s transfers still retained (expired ones are pruned as they are met)."""

@@ -5,7 +5,9 @@ and run for every such account by the 20:05 sweep; both share the intent ``cover
 and its ``Idempotency-Key``, so the debit is journaled once whoever gets there first;
 JNLC limits may leave it ``pending`` (alert, and the sweep looks again); afterwards the account's cash
 must no longer be negative. By default only the part of a debit that IF cancellations of that day
-caused is covered (``SETTLEKEEPER_COVER_ONLY_IF_DEBITS``).
+caused is covered (``SETTLEKEEPER_COVER_ONLY_IF_DEBITS``). A cover run and a sweep end by resolving the
+alert ladder's 20:00 ``cancellations`` alert once no account those cancellations touched is in debit
+(:func:`jobs.ladder.clear_cancellations`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from funding.audit import Intent, IntentStatus
 from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus
 from funding.money import ZERO, margin_interest, wire
+from jobs import ladder
 from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
+from jobs.metrics import count_movement, cover_finished
 from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
@@ -28,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 def cover_account(account_no: str, deadline: str) -> dict[str, Any]:
     """RQ entry: cover ``account_no``'s debit left by transfers canceled on ``deadline``."""
-    return run_job(lambda ctx: cover(ctx, account_no, date.fromisoformat(deadline)))
+    return run_job(lambda ctx: cover_and_clear(ctx, account_no, date.fromisoformat(deadline)))
 
 
 def sweep(deadline: str) -> dict[str, Any]:
@@ -48,6 +52,14 @@ async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
     }
     await ctx.ledger.note("sweep", "cover", f"sweep-{deadline}", None, **report)
     log.info("sweep_run", **report)
+    await ladder.clear_cancellations(ctx, deadline)
+    return report
+
+
+async def cover_and_clear(ctx: JobContext, account_no: str, deadline: date) -> dict[str, Any]:
+    """Cover one account, then resolve the ladder's 20:00 cancellations alert if no debit remains."""
+    report = await cover(ctx, account_no, deadline)
+    await ladder.clear_cancellations(ctx, deadline)
     return report
 
 
@@ -59,6 +71,7 @@ async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, A
         except KillSwitchOn as kill:  # set between the guardrail check and the call: nothing was sent
             await ctx.alert("kill_switch", "warning", f"cover of {account_no} stopped: {kill}", f"kill-{key}")
             report = {"account_no": account_no, "deadline": str(deadline), "outcome": "killed"}
+        await cover_finished(ctx.redis, deadline, account_no, report["outcome"])
         log.info("cover_run", **report)
         return report
 
@@ -111,6 +124,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
         intent.detail = verdict.reason
         await ctx.ledger.save(intent, "cover_" + intent.status, reason=verdict.reason, margin_interest=str(estimate))
+        await count_movement(ctx.redis, intent, intent.status)
         if not verdict.allowed:
             await ctx.alert(
                 "guardrail",

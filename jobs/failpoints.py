@@ -32,6 +32,8 @@ FAILPOINTS = (
     "settlement.after_outcome",
 )
 """Every step boundary around a money call: before and after the call, before and after its outcome is saved."""
+ALERT_FAILPOINTS = ("alert.after_slack", "alert.after_pagerduty")
+"""The alert delivery job's: after a sink's outcome is marked, before the next sink (``tests/jobs/test_alerts.py``)."""
 
 
 def reach(settings: Settings, name: str) -> None:

@@ -10,6 +10,7 @@ from funding.errors import PermanentError
 from funding.models import JournalStatus
 from funding.money import wire
 from jobs import failpoints
+from jobs.metrics import count_movement
 from jobs.runtime import JobContext
 
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
@@ -42,6 +43,7 @@ async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_n
     except PermanentError as exc:
         intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
         await ctx.ledger.save(intent, f"{intent.kind}_failed", error=str(exc)[:500])
+        await count_movement(ctx.redis, intent, "failed")
         await ctx.guard.release(intent.amount, day=date.fromisoformat(intent.deadline))
         await ctx.alert("journal_refused", "critical", f"journal {intent.key} refused: {exc}", f"journal-{intent.key}")
         return False
@@ -60,10 +62,12 @@ async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
         if status in (JournalStatus.EXECUTED, JournalStatus.ACTIVITY_CREATED):
             intent.status, intent.broker_status = IntentStatus.DONE, status.value
             await ctx.ledger.save(intent, f"{intent.kind}_executed", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "executed")
             return True
         if status in (JournalStatus.REJECTED, JournalStatus.CANCELED, JournalStatus.REFUSED, JournalStatus.DELETED):
             intent.status, intent.broker_status = IntentStatus.FAILED, status.value
             await ctx.ledger.save(intent, f"{intent.kind}_{status.value}", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "failed")
             await ctx.alert(
                 "journal_rejected", "critical", f"journal {intent.key} is {status.value}", f"journal-{intent.key}"
             )
@@ -71,6 +75,7 @@ async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
         if waited >= ctx.settings.journal_wait_seconds:
             intent.broker_status = status.value
             await ctx.ledger.save(intent, f"{intent.kind}_still_{status.value}", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "pending")
             await ctx.alert(
                 "journal_pending",
                 "warning",

@@ -30,8 +30,19 @@ PHASE_JOBS = {
     "late_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
     "final_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
     "sweep": ("jobs.cover.sweep", COVER_QUEUE),
+    "if_reports": ("jobs.reports.if_reports", ALERT_QUEUE),
+    "jit_reports": ("jobs.reports.jit_reports", ALERT_QUEUE),
+    "ladder_digest": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_warning": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_page": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_late": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_cancellations": ("jobs.ladder.run_phase", ALERT_QUEUE),
 }
-"""The business phases of a trading day and what each runs."""
+"""The business phases of a trading day and what each runs. The report and alert-ladder phases only read
+and alert: they share the alert queue so they never wait behind a settle run (which may hold the settle
+queue for minutes)."""
+REPORT_PHASES = frozenset({"if_reports", "jit_reports"})
+"""Phases whose job takes the ``system_date`` it reports on."""
 
 ACTION_JOBS = {
     "cover": ("jobs.cover.cover_account", COVER_QUEUE),
@@ -66,13 +77,21 @@ def enqueue_action(connection: redis.Redis, action: Action) -> bool:
     return True
 
 
+def _delivery_order(entry: str) -> tuple[int, str]:
+    """Where an outbox entry ``<dedup>|<seq>|<state>`` goes: earlier incidents first, and within one the
+    trigger, its escalations by severity, then the resolve, so one worker sends them as they happened."""
+    _, seq, state = entry.rsplit("|", 2)
+    rank = {"trigger": "0", "escalate-info": "1", "escalate-warning": "2", "escalate-critical": "3"}.get(state, "9")
+    return int(seq), rank
+
+
 def enqueue_alert_deliveries(connection: redis.Redis) -> int:
     """Hand every pending alert state change to the alert queue (unique job ids); returns how many."""
     from funding.alerts import delivery_job_id
 
     enqueued = 0
-    for raw in connection.smembers(keys.ALERT_OUTBOX):
-        entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+    entries = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in connection.smembers(keys.ALERT_OUTBOX)]
+    for entry in sorted(entries, key=_delivery_order):  # a set has no order: incidents, then their states
         dedup_key, seq, action = entry.rsplit("|", 2)
         try:
             queue(ALERT_QUEUE, connection).enqueue(
@@ -95,6 +114,8 @@ def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
     """Enqueue a business phase for ``day`` once (job id ``phase-<name>-<day>``); False if it already was."""
     func, queue_name = PHASE_JOBS[phase]
     kwargs = {"deadline": day} if phase == "sweep" else {"phase": phase, "deadline": day}
+    if phase in REPORT_PHASES:
+        kwargs = {"system_date": day}
     try:
         queue(queue_name, connection).enqueue(
             func,

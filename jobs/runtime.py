@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -28,6 +29,7 @@ from funding.audit import Ledger
 from funding.broker import BrokerClient
 from funding.calendar import TradingCalendar, to_et
 from funding.guardrails import Guardrails
+from jobs.metrics import observe_job
 from jobs.queues import enqueue_alert_deliveries
 
 log = structlog.get_logger(__name__)
@@ -113,16 +115,25 @@ async def job_context(settings: Settings, connection: redis.Redis) -> AsyncItera
 
 
 def run_job(work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis | None = None) -> T:
-    """Run ``work`` in a fresh event loop with a fresh context; the RQ entry point of every job."""
+    """Run ``work`` in a fresh event loop with a fresh context; the RQ entry point of every job.
+
+    Its duration and outcome go to the job duration histogram (in Redis: see :mod:`jobs.metrics`)."""
     settings = load_settings()
+    job = get_current_job()
     if connection is None:
-        job = get_current_job()
         if job is None:
             raise RuntimeError("run_job needs an RQ job or an explicit Redis connection")
         connection = job.connection
+    name = job.func_name.removeprefix("jobs.") if job is not None and job.func_name else "direct"
 
     async def main() -> T:
         async with job_context(settings, connection) as ctx:
             return await work(ctx)
 
-    return asyncio.run(main())
+    started, outcome = time.monotonic(), "failed"
+    try:
+        result = asyncio.run(main())
+        outcome = "succeeded"
+        return result
+    finally:
+        observe_job(connection, name, outcome, time.monotonic() - started)

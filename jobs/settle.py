@@ -34,8 +34,9 @@ from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
 from funding.money import ZERO, late_interest, wire
 from funding.planning import chunks, costs, debit_risk, make_plan
-from jobs import failpoints
+from jobs import failpoints, ladder
 from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
+from jobs.metrics import count_movement, settle_finished
 from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
@@ -77,6 +78,7 @@ async def settle(ctx: JobContext, deadline: date, *, phase: str) -> dict[str, An
             ctx.lock = None
             with contextlib.suppress(LockError):
                 await lock.release()
+        await settle_finished(ctx.redis, phase, report["outcome"])
         log.info("settle_run", **{k: v for k, v in report.items() if k != "left"}, left=len(report.get("left", [])))
         return report
 
@@ -111,6 +113,8 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
     except KillSwitchOn as kill:
         report["outcome"] = "killed"
         await ctx.alert("kill_switch", "warning", f"settlement of {deadline} stopped: {kill}", f"kill-{deadline}")
+    if report.get("outcome") in ("done", "nothing_due") and not report["left"]:
+        await ladder.settled(ctx, deadline)  # nothing due is left unsettled: the ladder's alerts are over
     await ctx.ledger.note("report", "settle", f"settle-{deadline}", **{k: v for k, v in report.items()})
     return report
 
@@ -267,6 +271,7 @@ async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
         intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
         intent.detail = verdict.reason
         await ctx.ledger.save(intent, "fund_" + intent.status, reason=verdict.reason)
+        await count_movement(ctx.redis, intent, intent.status)
         if not verdict.allowed:
             await ctx.alert(
                 "guardrail", "warning", f"RF → SI journal of {wire(amount)} refused: {verdict.reason}", f"guard-{key}"
@@ -291,6 +296,7 @@ async def _settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFund
         intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
         intent.detail = verdict.reason
         await ctx.ledger.save(intent, "settle_" + intent.status, reason=verdict.reason, transfers=len(batch))
+        await count_movement(ctx.redis, intent, intent.status)
         if not verdict.allowed:
             await ctx.alert(
                 "guardrail", "warning", f"settlement of {wire(total)} refused: {verdict.reason}", f"guard-{key}"
@@ -307,6 +313,7 @@ async def _dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFun
     key = f"settle-{deadline}-{seq}"
     intent = Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key), IntentStatus.DRY_RUN)
     await ctx.ledger.save(intent, "settle_dry-run", transfers=len(batch))
+    await count_movement(ctx.redis, intent, IntentStatus.DRY_RUN)
 
 
 async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
@@ -323,6 +330,7 @@ async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantF
     except PermanentError as exc:
         intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
         await ctx.ledger.save(intent, "settle_refused", error=str(exc)[:500])
+        await count_movement(ctx.redis, intent, "failed")
         await ctx.alert(
             "settlement_refused", "critical", f"settlement {intent.key} refused: {exc}", f"settle-refused-{intent.key}"
         )
@@ -350,6 +358,7 @@ async def _follow_settlement(ctx: JobContext, intent: Intent, settlement: Settle
                 total=str(settlement.total_amount),
                 interest=str(settlement.interest_amount),
             )
+            await count_movement(ctx.redis, intent, "completed" if intent.status == IntentStatus.DONE else "failed")
             failpoints.reach(ctx.settings, "settlement.after_outcome")
             return settlement.status
         await ctx.ledger.save(

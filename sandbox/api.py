@@ -12,7 +12,8 @@ from funding.errors import MalformedDataError
 from funding.models import IFStatus
 from funding.money import ZERO, dumps_decimal_numbers, parse_money, wire
 from sandbox import wire as render
-from sandbox.app import engine, fingerprint, idempotency_key, read_json
+from sandbox.app import engine, fingerprint, idempotency_key, read_json, runtime
+from sandbox.faults import tamper_jit_report
 from sandbox.state import SandboxError, Transfer
 
 IF_SORT_FIELDS = ("created_at", "amount", "deadline")
@@ -312,7 +313,11 @@ async def jit_reports(request: web.Request) -> web.Response:
         raise SandboxError(422, "the sandbox serves reports inline only (response_type=inline)")
     report_type = q["report_type"].removesuffix(".csv")
     day = parse_date(q["system_date"], "system_date")
-    return web.json_response({report_type: eng.jit.report(report_type, day)})
+    fault = runtime(request).faults.take_jit_report(report_type)
+    if fault is not None and fault.mode == "missing":
+        raise SandboxError(404, f"injected fault: the {report_type} report for {day} is not available")
+    text = eng.jit.report(report_type, day)
+    return web.json_response({report_type: text if fault is None else tamper_jit_report(text, fault)})
 
 
 async def jit_limits(request: web.Request) -> web.Response:

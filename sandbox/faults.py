@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +22,7 @@ FaultKind = Literal[
     "internal_error",  # after `n` events send ": internal server error" and close (v2 streams only)
     "silence",  # send nothing at all, not even heartbeats, for `delay_seconds` (0: until the client leaves)
     "inject",  # before the `n`-th event of a connection, send `data: <data>` as given (malformed input)
+    "jit_report",  # a JIT report (`report_type`, both when unset) is `mode`: missing, drop_row, alter_amount
 ]
 STREAM_KINDS = frozenset(
     {"drop_every", "dropped_comment", "duplicate", "reorder", "truncate", "internal_error", "silence", "inject"}
@@ -42,6 +46,12 @@ class Fault(BaseModel):
     window: int = Field(default=2, ge=2)
     data: str = ""
     """``inject``: the raw text of the ``data:`` line."""
+    report_type: str | None = None
+    """``jit_report``: only this report (``detail`` or ``net_summary``; both when None)."""
+    mode: Literal["missing", "drop_row", "alter_amount"] = "missing"
+    """``jit_report``: a 404 as before 11:30 PM, the last data row left out, or ``delta`` added to the first
+    row's ``net_amt`` (detail) or ``t1`` (net summary)."""
+    delta: Decimal = Decimal("1.00")
     times: int | None = Field(default=None, ge=1)
 
 
@@ -70,6 +80,14 @@ class FaultBoard:
             return fault
         return None
 
+    def take_jit_report(self, report_type: str) -> Fault | None:
+        """The first armed ``jit_report`` fault for ``report_type``, consumed once."""
+        for fault in self.faults:
+            if fault.kind == "jit_report" and fault.report_type in (None, report_type):
+                self._use(fault)
+                return fault
+        return None
+
     def take_stream(self, stream: StreamName) -> list[Fault]:
         """Every stream fault for a new connection to ``stream``, each consumed once."""
         taken = [
@@ -87,3 +105,17 @@ class FaultBoard:
         fault.times -= 1
         if fault.times <= 0:
             self.faults.remove(fault)
+
+
+def tamper_jit_report(text: str, fault: Fault) -> str:
+    """The CSV ``text`` of a JIT report with ``fault``'s ``drop_row`` or ``alter_amount`` applied."""
+    rows = list(csv.reader(io.StringIO(text)))
+    header, data = rows[0], rows[1:]
+    if fault.mode == "drop_row" and data:
+        data = data[:-1]
+    elif fault.mode == "alter_amount" and data:
+        column = header.index("net_amt" if "net_amt" in header else "t1")
+        data[0][column] = str(Decimal(data[0][column]) + fault.delta)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([header, *data])
+    return buffer.getvalue()

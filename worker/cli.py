@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from aiohttp import web
@@ -42,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         help="fork (default: each job in its own process) or simple (in-process, for local runs)",
     )
     work.add_argument("--name", help="worker name (default: host and pid); name it after the pod in Kubernetes")
+    work.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve the jobs' metrics (cluster-wide, from Redis) on this port; 0: off "
+        "(default: SETTLEKEEPER_JOBS_METRICS_PORT)",
+    )
     demo = commands.add_parser("demo", help="play an accelerated trading week: Redis, sandbox, listener, worker")
     demo.add_argument("--speed", type=_positive, help="sandbox seconds per real second in the day (default 1200)")
     demo.add_argument("--week-of", type=date.fromisoformat, help="a day of the week to play (default 2026-11-23)")
@@ -82,11 +89,34 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
     from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 
     worker_class = Worker if args.worker_class == "fork" else SimpleWorker
+    names = (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)
+    port = settings.jobs_metrics_port if args.metrics_port is None else args.metrics_port
     with redis_url(settings) as url:
         connection = redis.Redis.from_url(url)
-        queues = [queue(name, connection) for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)]
+        queues = [queue(name, connection) for name in names]
         worker = worker_class(queues, connection=connection, serializer=JSONSerializer, name=args.name)
-        return bool(worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level))
+        server = _serve_job_metrics(url, names, port) if port else None
+        try:
+            return bool(worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level))
+        finally:
+            if server is not None:
+                server.shutdown()
+
+
+def _serve_job_metrics(url: str, queues: Sequence[str], port: int) -> WSGIServer | None:
+    """The jobs' /metrics, served by this (main) process from a thread, never by a job's process. A port
+    that cannot be bound is logged and the worker runs on: jobs matter more than their metrics."""
+    import redis
+
+    from jobs.metrics import serve_metrics
+
+    try:
+        server = serve_metrics(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), queues, port)
+    except OSError as exc:
+        log.error("jobs_metrics_not_served", port=port, error=str(exc))
+        return None
+    log.info("jobs_metrics_served", port=server.server_port)
+    return server
 
 
 async def run_listener(settings: Settings) -> None:

@@ -80,6 +80,9 @@ CHILD_SETTINGS: dict[str, object] = {
     "clock": "broker",
     "heartbeat_seconds": HEARTBEAT_SECONDS,
     "heal_interval_seconds": 5.0,
+    "phase_final_check": "20:00",
+    # The week's story needs one lapse: this partner runs without the 19:00 final check (a phase at 20:00
+    # never runs: settle phases stop at the 8 PM cancellation), so RF's late wire cannot rescue Tuesday.
     "backoff_base_seconds": 0.1,
     "backoff_cap_seconds": 2.0,
     "healthy_reset_seconds": 10.0,

@@ -217,9 +217,12 @@ def _alerts(facts: Facts, now: datetime) -> tuple[list[str], list[str]]:
         groups.setdefault(alert["dedup_key"], []).append(alert)
     lines: list[str] = []
     left: list[str] = []
-    for dedup, raised in groups.items():
+    for dedup, changes in groups.items():
+        raised = [a for a in changes if a.get("action") != "resolve"]
+        if not raised:
+            continue
         first = raised[0]
-        state = "open"
+        state = "open" if changes[-1].get("action") != "resolve" else f"resolved: {changes[-1]['summary']}"
         journal = journals.get(first.get("journal_id", ""))
         if journal is not None and journal["status"] != "pending":
             state = f"resolved: journal {short(journal['id'])} is {journal['status']}"

@@ -7,7 +7,8 @@ Wed, Fri), so any week with at least three trading days plays it:
   stream is cut and faulted in the afternoon; at 20:20 the partner's treasury moves RF's cash to FW,
   leaving too little for tomorrow; two transfers arrive after 8 PM (they count for T1, due T2).
 - **T1** RF is short: settlekeeper settles what RF can pay, first the transfers whose cancellation would
-  leave a debit, and pages. A wire lands in RF at 15:00, after the cutoff. At 8 PM the rest lapse, two
+  leave a debit, and pages. A wire lands in RF at 19:30 (this partner runs no 19:00 final check, see
+  worker/demo.py). At 8 PM the rest lapse, two
   customers are left in debit and the cover job journals it back; one journal is over the JNLC limit and
   waits for Alpaca's approval, which on-call obtains at 21:15.
 - **T2** the partner wires into SI and settles two transfers itself at 10:00; settlekeeper settles the
@@ -37,7 +38,7 @@ NIGHT_FACTOR = 8.0
 CUTOFF_SPEED_CAP = 600.0
 """Around 12:00 and 20:00 on a deadline the clock runs at most this fast (and a quarter of the day speed):
 the listener follows the sandbox clock once a real second, so the noon settlement starts within minutes."""
-CUTOFF_WINDOWS = ((time(11, 59), time(12, 45)), (time(19, 59), time(20, 10)))
+CUTOFF_WINDOWS = ((time(11, 59), time(12, 45)), (time(18, 59), time(19, 10)), (time(19, 59), time(20, 10)))
 BUSINESS_HOURS = (time(7, 0), time(21, 30))
 START_TIME = time(7, 30)
 END_TIME = time(20, 30)
@@ -205,7 +206,7 @@ def build_week(monday: date, calendar: TradingCalendar, days: int | None = None)
         Step(at(t1, 9, 30), Fund(((9, "4500.00"), (3, "3000.00"), (10, "4000.00")))),
         Step(at(t1, 11, 0), Buy(9, 400, "10.00")),
         Step(at(t1, 11, 10), Buy(8, 480, "10.00", "AMZN")),
-        Step(at(t1, 15, 0), WireIn(RF, "250000.00", "treasury's wire lands in RF, after the 1 PM cutoff")),
+        Step(at(t1, 19, 30), WireIn(RF, "250000.00", "treasury's wire lands in RF, too late: no final check runs")),
         Step(at(t1, 21, 15), Approve()),
         Step(at(t2, 0, 0), DayStarts(t2)),
         Step(at(t2, 10, 0), PartnerSettles((8, 9), t2)),

@@ -1,7 +1,8 @@
 """``settlekeeper listen``: the leader-elected asyncio process that turns streams into transfer records.
 
 While it holds the lease it runs, as one group of tasks: a reader per stream, the resolver (hints →
-REST → records → RQ), the heal poller, the lease keeper and, against the sandbox, the clock follower.
+REST → records → RQ), the heal poller, the phase scheduler, the limits monitor, the lease keeper and,
+against the sandbox, the clock follower.
 If any of them fails or the lease is lost, the whole group stops and the listener goes back to standby.
 On SIGTERM it stops reading, commits the records in hand (with their cursor), releases the lease and
 returns within :data:`SHUTDOWN_SECONDS`.
@@ -29,6 +30,7 @@ from funding.store import LeaseLostError, TransferStore
 from worker.events import Stream
 from worker.health import Health, health_app
 from worker.lease import Lease
+from worker.limits import LimitsMonitor
 from worker.metrics import ListenerMetrics
 from worker.resolver import Resolver
 from worker.schedule import Scheduler
@@ -135,6 +137,10 @@ class Listener:
         )
         scheduler = Scheduler(self.settings, self.rq, self.now, TradingCalendar())
         tasks.append(asyncio.create_task(scheduler.run(halt), name="schedule"))
+        limits = LimitsMonitor(
+            self.settings, broker, self.redis, self.rq, self.store, self.metrics, self.now, TradingCalendar()
+        )
+        tasks.append(asyncio.create_task(limits.run(halt), name="limits"))
         keeper = asyncio.create_task(self.lease.keep(lost), name="lease")
         if isinstance(self._clock, FixedClock):
             tasks.append(asyncio.create_task(self._follow_clock(broker, self._clock, halt), name="clock"))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 NAMESPACE = "settlekeeper"
+ACTION_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+"""Seconds: an action is normally enqueued within milliseconds of its record; minutes mean RQ's Redis was
+slow or unreachable, and the outbox held the action meanwhile."""
 
 
 class ListenerMetrics:
@@ -113,6 +116,87 @@ class ListenerMetrics:
             "broker_errors",
             "Broker API errors seen by the listener, by kind.",
             ["kind"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.action_latency = Histogram(
+            "action_latency_seconds",
+            "Seconds from the transfer record that decided an action (written right after its event's REST "
+            "read, or by the heal poller) to the action's RQ enqueue, by kind. Event to record: stream lag.",
+            ["kind"],
+            buckets=ACTION_LATENCY_BUCKETS,
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        # the limits monitor (worker/limits.py), every SETTLEKEEPER_LIMITS_POLL_SECONDS
+        self.limits_polls = Counter("limits_polls", "Limits monitor polls.", namespace=NAMESPACE, registry=r)
+        self.limits_poll_errors = Counter(
+            "limits_poll_errors",
+            "Parts of a limits monitor poll that failed (if_limit, jit_limit, firm_cash).",
+            ["part"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.if_usage = Gauge(
+            "if_limit_usage_ratio",
+            "Instant funding limit in use / limit (GET /v1/instant_funding/limits); new transfers fail at 1.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.if_in_use = Gauge(
+            "if_limit_amount_in_use_dollars",
+            "Instant funding amount in use: transfers not yet settled or canceled.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.if_limit = Gauge(
+            "if_limit_amount_limit_dollars",
+            "The correspondent's instant funding limit.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.jit_usage = Gauge(
+            "jit_limit_usage_ratio",
+            "JIT in_use_limit / daily_net_limit (GET /v1/transfers/jit/limits); buying halts at 1.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.jit_in_use = Gauge(
+            "jit_limit_in_use_dollars",
+            "JIT in_use_limit: executed buys - executed sells + open buys - open sells (+ cash held).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.jit_limit = Gauge(
+            "jit_limit_daily_net_limit_dollars",
+            "The JIT daily net limit (resets at 8 PM ET).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.firm_cash = Gauge(
+            "firm_cash_dollars",
+            "Cash of the partner's firm accounts (SI pays settlements, RF funds SI and covers, FW gets sweeps).",
+            ["account"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.due_amount = Gauge(
+            "due_amount_dollars",
+            "Remaining payable of unsettled transfers, for the open deadline and the next one (from the store).",
+            ["deadline"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.due_transfers = Gauge(
+            "due_transfers",
+            "Unsettled transfers, for the open deadline and the next one (from the store).",
+            ["deadline"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.time_to_cutoff = Gauge(
+            "time_to_cutoff_seconds",
+            "Seconds to the next 1 PM ET settlement cutoff on a trading day.",
             namespace=NAMESPACE,
             registry=r,
         )

@@ -22,7 +22,7 @@ from funding.broker import BrokerClient
 from funding.calendar import to_et
 from funding.errors import NotFoundError, RetryableError, SettlekeeperError
 from funding.models import IFStatus, InstantFunding
-from funding.store import DeadLetter, LeaseLostError, TransferStore
+from funding.store import Action, DeadLetter, LeaseLostError, TransferStore
 from jobs.queues import enqueue_action
 from worker.metrics import ListenerMetrics
 
@@ -216,6 +216,14 @@ class Resolver:
                     self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
                     if fresh:
                         enqueued += 1
+                        self.metrics.action_latency.labels(action.kind).observe(_since_recorded(action))
                         log.info("action_enqueued", job_id=action.job_id, kind=action.kind)
                     await self.store.done(action)
         return enqueued
+
+
+def _since_recorded(action: Action) -> float:
+    """Seconds since the record that decided ``action``: its outbox entry id is the Redis time of that record
+    (the same Lua step), in milliseconds; a clock behind Redis's counts as 0."""
+    recorded_ms = int(action.stream_id.split("-", 1)[0])
+    return max(time.time() - recorded_ms / 1000, 0.0)

@@ -2,7 +2,9 @@
 
 A phase that was missed while nothing ran is still enqueued if it still makes sense: a settle phase
 until 8 PM ET on the deadline (after 1 PM it only limits interest, and the job says so), the sweep
-until the margin-call time of the next trading day. Each phase has a deterministic job id
+until the margin-call time of the next trading day, the report phases (IF reports 20:10, JIT reports
+23:35) until 12:00 ET of the next trading day, the steps of the alert ladder (09:30 digest to 20:00
+cancellations, :mod:`jobs.ladder`) as :data:`LADDER_CATCH_UP` says. Each phase has a deterministic job id
 (``phase-<name>-<date>``) and a once-only marker, so restarts and standbys never enqueue it twice.
 """
 
@@ -11,21 +13,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 import redis
 import structlog
 
 from config.settings import Settings
 from funding import keys
-from funding.calendar import CYCLE_CUTOFF, TradingCalendar, at_et, to_et
-from jobs.queues import enqueue_phase
+from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
+from jobs.queues import enqueue_alert_deliveries, enqueue_phase
+from jobs.reports import useful_until
 
 log = structlog.get_logger(__name__)
 
 MARGIN_CALL_TIME = time(9, 0)
 """A debit not covered by then is a margin call (T+2); the sweep is pointless afterwards."""
 MARKER_SECONDS = 8 * 86400
+LADDER_CATCH_UP = {
+    "ladder_digest": time(12, 0),
+    "ladder_warning": SETTLEMENT_CUTOFF,
+    "ladder_page": CYCLE_CUTOFF,
+    "ladder_late": CYCLE_CUTOFF,
+}
+"""Until when (ET, on the deadline) a missed step of the alert ladder still makes sense: the digest until
+noon (the settle phase and the warning say the rest), the warning until the 1 PM cutoff, the page and the
+late notice until the 8 PM cancellation. The cancellations step stays due until the margin call (09:00 ET)
+of the next trading day, like the sweep."""
+LADDER_MIN_WINDOW = timedelta(minutes=5)
+"""A step configured at or after its catch-up end is still due this long after its time."""
 
 
 def phase_times(settings: Settings) -> dict[str, time]:
@@ -61,6 +76,58 @@ def due_phases(now: datetime, settings: Settings, calendar: TradingCalendar) -> 
     return due
 
 
+def due_report_phases(now: datetime, settings: Settings, calendar: TradingCalendar) -> list[tuple[str, date]]:
+    """(report phase, system date) pairs due at ``now``: from their time on a trading day until
+    12:00 ET of the next trading day (:func:`jobs.reports.useful_until`), so weekends and holidays carry
+    the last trading day's reports over."""
+    local = to_et(now)
+    times = {
+        "if_reports": time.fromisoformat(settings.phase_if_reports),
+        "jit_reports": time.fromisoformat(settings.phase_jit_reports),
+    }
+    latest = local.date() if calendar.is_trading_day(local.date()) else calendar.previous_trading_day(local.date())
+    due: list[tuple[str, date]] = []
+    for day in (calendar.previous_trading_day(latest), latest):
+        for name, at in times.items():
+            if at_et(day, at) <= local < useful_until(day, calendar):
+                due.append((name, day))
+    return due
+
+
+def ladder_times(settings: Settings) -> dict[str, time]:
+    return {
+        name: time.fromisoformat(value)
+        for name, value in (
+            ("ladder_digest", settings.ladder_digest),
+            ("ladder_warning", settings.ladder_warning),
+            ("ladder_page", settings.ladder_page),
+            ("ladder_late", settings.ladder_late),
+            ("ladder_cancellations", settings.ladder_cancellations),
+        )
+    }
+
+
+def due_ladder_steps(now: datetime, settings: Settings, calendar: TradingCalendar) -> list[tuple[str, date]]:
+    """(ladder phase, deadline) pairs due at ``now``: each trading day is a deadline, each step is due from
+    its time until :data:`LADDER_CATCH_UP` says it no longer makes sense."""
+    local = to_et(now)
+    today = local.date()
+    times = ladder_times(settings)
+    due: list[tuple[str, date]] = []
+    if calendar.is_trading_day(today):
+        for name, until in LADDER_CATCH_UP.items():
+            start = at_et(today, times[name])
+            if start <= local < max(at_et(today, until), start + LADDER_MIN_WINDOW):
+                due.append((name, today))
+        if local >= at_et(today, times["ladder_cancellations"]):
+            due.append(("ladder_cancellations", today))
+    previous = calendar.previous_trading_day(today)
+    margin_call = at_et(calendar.next_trading_day(previous), MARGIN_CALL_TIME)
+    if at_et(previous, times["ladder_cancellations"]) <= local < margin_call:
+        due.append(("ladder_cancellations", previous))
+    return due
+
+
 class Scheduler:
     def __init__(
         self, settings: Settings, rq_connection: redis.Redis, now: Callable[[], datetime], calendar: TradingCalendar
@@ -73,7 +140,13 @@ class Scheduler:
     async def tick(self) -> list[str]:
         """Enqueue every due phase not enqueued before; returns the job ids enqueued now."""
         enqueued = []
-        for phase, day in due_phases(self.now(), self.settings, self.calendar):
+        now = self.now()
+        due = [
+            *due_phases(now, self.settings, self.calendar),
+            *due_report_phases(now, self.settings, self.calendar),
+            *due_ladder_steps(now, self.settings, self.calendar),
+        ]
+        for phase, day in due:
             job_id = f"phase-{phase.replace('_', '-')}-{day}"
             if await asyncio.to_thread(self.rq.exists, keys.action(job_id)):
                 continue
@@ -83,7 +156,16 @@ class Scheduler:
             # marked only once RQ has the job (the unique job id covers a crash in between): a failed
             # enqueue is retried by the next tick instead of being lost behind its marker
             await asyncio.to_thread(self.rq.set, keys.action(job_id), "1", ex=MARKER_SECONDS)
+        await self.flush_alerts()
         return enqueued
+
+    async def flush_alerts(self) -> int:
+        """Hand alert state changes still in ``sk:alert_outbox`` to the alert queue: heals a crash between a
+        state change and its enqueue, and delivers what the listener itself raised (unique job ids)."""
+        count = await asyncio.to_thread(enqueue_alert_deliveries, self.rq)
+        if count:
+            log.info("alert_deliveries_enqueued", count=count)
+        return count
 
     async def run(self, halt: asyncio.Event, every: float = 1.0) -> None:
         """Tick now (start-up catch-up) and then every ``every`` seconds until ``halt``."""

@@ -256,6 +256,23 @@ async def test_account_transfers_prunes_expired(store: TransferStore, redis_clie
     assert redis_client.smembers(keys.account_transfers(ACCOUNT)) == {str(alive.id).encode()}
 
 
+async def test_system_date_index_lists_every_status_and_skips_expired(
+    store: TransferStore, redis_client: redis.Redis
+) -> None:
+    """Transfers are indexed by system date whatever their status; an expired hash is left out of the read."""
+    executed, canceled, gone = make_transfer(), make_transfer("CANCELED"), make_transfer()
+    other_day = make_transfer(deadline=TOMORROW + timedelta(days=7))
+    for t in (executed, canceled, gone, other_day):
+        await record(store, t)
+    redis_client.delete(keys.transfer(str(gone.id)))  # as retention expiry would
+    found = await store.system_date_transfers(executed.system_date)
+    assert {tid: row["status"] for tid, row in found.items()} == {
+        str(executed.id): "EXECUTED",
+        str(canceled.id): "CANCELED",
+    }
+    assert 0 < redis_client.ttl(keys.system_date_transfers(executed.system_date)) <= store.retention_seconds
+
+
 async def test_unknown_status_is_refused(store: TransferStore, redis_client: redis.Redis) -> None:
     """A transfer in a status settlekeeper does not know is refused before anything is written."""
     with pytest.raises(ValueError, match="SUSPENDED"):
@@ -267,7 +284,12 @@ async def test_scripts_write_only_keys_named_in_keys_module(store: TransferStore
     """Every key the Lua scripts build from the prefix is exactly what funding/keys.py returns for it."""
     t = make_transfer("PENDING", deadline=TODAY)
     await record(store, t)
-    per_transfer = {keys.transfer(str(t.id)), keys.transfer_statuses(str(t.id)), keys.account_transfers(ACCOUNT)}
+    per_transfer = {
+        keys.transfer(str(t.id)),
+        keys.transfer_statuses(str(t.id)),
+        keys.account_transfers(ACCOUNT),
+        keys.system_date_transfers(t.system_date),
+    }
     per_day = {keys.due_cents(TODAY), keys.replan_pending(TODAY), keys.replan_seq(TODAY)}
     replan = {keys.action(f"replan-{TODAY}-1"), keys.RECORDS, keys.OUTBOX}
     assert key_names(redis_client) == per_transfer | per_day | replan | {keys.due(TODAY), keys.UNSETTLED}
@@ -299,6 +321,7 @@ def test_lua_key_literals_are_the_ones_tested() -> None:
         keys.due("x")[prefix:-1],
         keys.due_cents("x")[prefix:-1],
         keys.account_transfers("x")[prefix : -len("x:transfers")],
+        keys.system_date_transfers("x")[prefix : -len("x:transfers")],
         keys.action("x")[prefix:-1],
         keys.replan_pending("x")[prefix:-1],
         keys.replan_seq("x")[prefix:-1],

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, SandboxFactory
 from tests.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
 
 MONDAY = "2026-11-23"
@@ -278,3 +279,32 @@ async def test_delete_clears_every_fault(sandbox: Sandbox) -> None:
     assert (await sandbox.call("GET", "/v1/clock"))[0] == 200
     async with open_stream(sandbox, ACTIVITIES) as stream:
         await stream.read_until(lambda s: HEARTBEAT in s.lines)
+
+
+async def jit_report_text(sandbox: Sandbox, report_type: str) -> tuple[int, str]:
+    status, body = await sandbox.call(
+        "GET", "/v1/transfers/jit/reports", params={"report_type": report_type, "system_date": MONDAY}
+    )
+    return status, body[report_type] if status == 200 else body["message"]
+
+
+async def test_jit_report_fault_hides_drops_or_alters_a_report(make_sandbox: SandboxFactory) -> None:
+    """jit_report faults: a 404 for one report only, the last detail row dropped, delta added to t1, times honoured."""
+    sandbox = await make_sandbox(customer_cash="1000")
+    for price in ("10.00", "20.00"):
+        body = {"account_no": "8100000001", "symbol": "AAPL", "side": "buy", "qty": "1", "price": price}
+        await sandbox.ok("POST", "/sandbox/trades", body)
+    await sandbox.set_clock(datetime.fromisoformat(f"{MONDAY}T23:31:00-05:00"))
+    _, detail = await jit_report_text(sandbox, "detail")
+    _, summary = await jit_report_text(sandbox, "net_summary")
+    assert summary == "t0,t1,t2\n0.00,-30.00,0.00\n"
+    await arm(sandbox, kind="jit_report", report_type="net_summary", times=1)
+    assert await jit_report_text(sandbox, "detail") == (200, detail)
+    status, message = await jit_report_text(sandbox, "net_summary")
+    assert (status, message) == (404, f"injected fault: the net_summary report for {MONDAY} is not available")
+    assert await jit_report_text(sandbox, "net_summary") == (200, summary)
+    await arm(sandbox, kind="jit_report", report_type="detail", mode="drop_row", times=1)
+    assert await jit_report_text(sandbox, "detail") == (200, "".join(detail.splitlines(keepends=True)[:-1]))
+    await arm(sandbox, kind="jit_report", report_type="net_summary", mode="alter_amount", delta="-0.05", times=1)
+    assert await jit_report_text(sandbox, "net_summary") == (200, "t0,t1,t2\n0.00,-30.05,0.00\n")
+    assert await armed(sandbox) == []

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TTL = 1.5
 """SETTLEKEEPER_LEASE_TTL_SECONDS in these tests; the lease is renewed every TTL / 3."""
 TUESDAY = MONDAY_10AM + timedelta(days=1)
-RQ_QUEUES = ("rq:queue:settlekeeper-cover", "rq:queue:settlekeeper-settle")
+RQ_QUEUES = ("rq:queue:settlekeeper-cover", "rq:queue:settlekeeper-settle", "rq:queue:settlekeeper-alerts")
+"""Every queue the listener hands jobs to (phases, actions; the report phases and alerts share the last)."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from config.settings import Settings, load_settings
 from funding import keys
 from funding.calendar import TradingCalendar, at_et
 from funding.errors import ConfigError
-from jobs.queues import COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
+from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
 from tests.conftest import SandboxFactory
 from tests.jobs.conftest import JOB_ENV, ThreadWorker
 from tests.worker.conftest import eventually
@@ -147,7 +147,8 @@ async def test_tick_enqueues_each_phase_once(redis_client: redis.Redis) -> None:
     """Each due phase is enqueued as phase-<name>-<date>; a second tick and a restarted scheduler add nothing."""
     scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 13, 5)), CALENDAR)
     expected = [f"phase-{name}-{DEADLINE}" for name in ("settle", "settle-retry", "late-check")]
-    assert await scheduler.tick() == expected
+    ladder = [f"phase-ladder-{step}-{DEADLINE}" for step in ("page", "late")]
+    assert await scheduler.tick() == expected + ladder
     assert await scheduler.tick() == []
     restarted = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 13, 6)), CALENDAR)
     assert await restarted.tick() == []
@@ -159,7 +160,7 @@ async def test_tick_enqueues_each_phase_once(redis_client: redis.Redis) -> None:
 async def test_lost_markers_still_never_enqueue_twice(redis_client: redis.Redis) -> None:
     """Without the once-only markers (expired, flushed), the unique job id still refuses a second copy."""
     scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 20, 5)), CALENDAR)
-    assert await scheduler.tick() == [f"phase-sweep-{DEADLINE}"]
+    assert await scheduler.tick() == [f"phase-sweep-{DEADLINE}", f"phase-ladder-cancellations-{DEADLINE}"]
     assert redis_client.exists(keys.action(f"phase-sweep-{DEADLINE}"))
     redis_client.delete(keys.action(f"phase-sweep-{DEADLINE}"))
     assert await scheduler.tick() == []
@@ -167,7 +168,7 @@ async def test_lost_markers_still_never_enqueue_twice(redis_client: redis.Redis)
 
 
 async def test_one_scheduler_through_the_day_enqueues_each_phase_once(redis_client: redis.Redis) -> None:
-    """Across the day the same scheduler enqueues settle, then retry, late check, sweep: each exactly once."""
+    """Across the day the same scheduler enqueues each phase and ladder step in its turn, each exactly once."""
     now = [et(DEADLINE, 12, 0)]
     scheduler = Scheduler(SETTINGS, redis_client, lambda: now[0], CALENDAR)
     enqueued: list[str] = []
@@ -177,7 +178,13 @@ async def test_one_scheduler_through_the_day_enqueues_each_phase_once(redis_clie
         enqueued += await scheduler.tick()
     now[0] = et(NEXT_DAY, 8, 0)
     enqueued += await scheduler.tick()
-    assert enqueued == [f"phase-{n}-{DEADLINE}" for n in ("settle", "settle-retry", "late-check", "sweep")]
+    assert enqueued == [
+        f"phase-{n}-{DEADLINE}"
+        for n in (
+            *("settle", "ladder-warning", "settle-retry", "ladder-page", "late-check", "ladder-late"),
+            *("sweep", "ladder-cancellations", "if-reports", "jit-reports"),
+        )
+    ]
 
 
 @pytest.mark.parametrize(
@@ -219,7 +226,7 @@ async def test_late_start_runs_settle_late(
     for name, value in JOB_ENV.items():
         monkeypatch.setenv(name, value)
     scheduler = Scheduler(SETTINGS, redis_client, fixed(at_et(deadline, time(13, 30))), CALENDAR)
-    assert len(await scheduler.tick()) == 3
+    assert len(await scheduler.tick()) == 5  # the three settle phases, the 12:30 page and the 13:00 late notice
     connection = redis.Redis.from_url(session_redis_url)
     try:
         worker = ThreadWorker([queue(SETTLE_QUEUE, connection)], connection=connection, serializer=JSONSerializer)
@@ -248,6 +255,141 @@ async def test_a_failed_enqueue_is_retried_on_the_next_tick(
     scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 12, 0)), CALENDAR)
     with pytest.raises(redis.ConnectionError):
         await scheduler.tick()
-    assert await scheduler.tick() == [f"phase-settle-{DEADLINE}"]
+    assert await scheduler.tick() == [f"phase-settle-{DEADLINE}", f"phase-ladder-warning-{DEADLINE}"]
     assert await scheduler.tick() == []
     assert job_ids(redis_client, SETTLE_QUEUE) == [f"phase-settle-{DEADLINE}"]
+
+
+THANKSGIVING = date(2026, 11, 26)
+FRIDAY = date(2026, 11, 27)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (et(DEADLINE, 20, 9), []),
+        (et(DEADLINE, 20, 10), [("if_reports", DEADLINE)]),
+        (et(DEADLINE, 23, 34), [("if_reports", DEADLINE)]),
+        (et(DEADLINE, 23, 35), [("if_reports", DEADLINE), ("jit_reports", DEADLINE)]),
+        (et(NEXT_DAY, 11, 59), [("if_reports", DEADLINE), ("jit_reports", DEADLINE)]),
+        (et(NEXT_DAY, 12, 0), []),
+        (et(NEXT_DAY, 23, 40), [("if_reports", NEXT_DAY), ("jit_reports", NEXT_DAY)]),
+        (et(THANKSGIVING, 12, 0), [("if_reports", NEXT_DAY), ("jit_reports", NEXT_DAY)]),
+        (et(FRIDAY, 11, 59), [("if_reports", NEXT_DAY), ("jit_reports", NEXT_DAY)]),
+        (et(FRIDAY, 12, 0), []),
+        (et(date(2026, 11, 21), 9, 0), [("if_reports", date(2026, 11, 20)), ("jit_reports", date(2026, 11, 20))]),
+        (et(date(2026, 11, 23), 12, 0), []),
+    ],
+    ids=lambda v: v.strftime("%a-%d-%H%M") if isinstance(v, datetime) else None,
+)
+def test_report_phases_are_due_until_noon_of_the_next_trading_day(
+    now: datetime, expected: list[tuple[str, date]]
+) -> None:
+    """IF reports from 20:10, JIT reports from 23:35, each caught up until 12:00 ET of the next trading day."""
+    assert schedule.due_report_phases(now, SETTINGS, CALENDAR) == expected
+
+
+def test_report_phase_times_are_configurable() -> None:
+    """SETTLEKEEPER_PHASE_IF_REPORTS and _JIT_REPORTS move the report phases."""
+    settings = load_settings({"SETTLEKEEPER_PHASE_IF_REPORTS": "21:00", "SETTLEKEEPER_PHASE_JIT_REPORTS": "23:50"})
+    assert schedule.due_report_phases(et(DEADLINE, 20, 59), settings, CALENDAR) == []
+    assert schedule.due_report_phases(et(DEADLINE, 23, 49), settings, CALENDAR) == [("if_reports", DEADLINE)]
+    assert [n for n, _ in schedule.due_report_phases(et(DEADLINE, 23, 50), settings, CALENDAR)] == [
+        "if_reports",
+        "jit_reports",
+    ]
+
+
+async def test_tick_enqueues_report_phases_on_the_alert_queue_with_their_system_date(
+    redis_client: redis.Redis,
+) -> None:
+    """At 23:40 the report jobs are enqueued once each on the alert queue, called with the system date."""
+    scheduler = Scheduler(SETTINGS, redis_client, fixed(et(DEADLINE, 23, 40)), CALENDAR)
+    enqueued = await scheduler.tick()
+    reports = [f"phase-if-reports-{DEADLINE}", f"phase-jit-reports-{DEADLINE}"]
+    assert [job_id for job_id in enqueued if "reports" in job_id] == reports
+    assert await scheduler.tick() == []
+    assert [j for j in job_ids(redis_client, ALERT_QUEUE) if "reports" in j] == reports
+    calls = [
+        (job.func_name, job.kwargs)
+        for job in (Job.fetch(j, connection=redis_client, serializer=JSONSerializer) for j in reports)
+    ]
+    assert calls == [
+        ("jobs.reports.if_reports", {"system_date": DEADLINE.isoformat()}),
+        ("jobs.reports.jit_reports", {"system_date": DEADLINE.isoformat()}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (et(DEADLINE, 9, 29), []),
+        (et(DEADLINE, 9, 30), ["digest"]),
+        (et(DEADLINE, 11, 30), ["digest", "warning"]),
+        (et(DEADLINE, 11, 59), ["digest", "warning"]),
+        (et(DEADLINE, 12, 0), ["warning"]),
+        (et(DEADLINE, 12, 30), ["warning", "page"]),
+        (et(DEADLINE, 12, 59), ["warning", "page"]),
+        (et(DEADLINE, 13, 0), ["page", "late"]),
+        (et(DEADLINE, 19, 59), ["page", "late"]),
+        (et(DEADLINE, 20, 0), ["cancellations"]),
+        (et(DEADLINE, 23, 59), ["cancellations"]),
+        (et(NEXT_DAY, 8, 59), ["cancellations"]),
+        (et(NEXT_DAY, 9, 0), []),
+    ],
+    ids=lambda v: v.strftime("%a-%H%M") if isinstance(v, datetime) else None,
+)
+def test_ladder_steps_are_due_from_their_time_while_they_still_make_sense(now: datetime, expected: list[str]) -> None:
+    """Digest until 12:00, warning until 13:00, page and late notice until 20:00, cancellations until 09:00 next."""
+    assert schedule.due_ladder_steps(now, SETTINGS, CALENDAR) == [(f"ladder_{step}", DEADLINE) for step in expected]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (et(THANKSGIVING, 12, 30), [("ladder_cancellations", NEXT_DAY)]),
+        (et(FRIDAY, 8, 59), [("ladder_cancellations", NEXT_DAY)]),
+        (et(FRIDAY, 9, 30), [("ladder_digest", FRIDAY)]),
+        (et(date(2026, 11, 28), 12, 0), [("ladder_cancellations", FRIDAY)]),
+        (et(date(2026, 11, 30), 8, 59), [("ladder_cancellations", FRIDAY)]),
+        (et(date(2026, 11, 30), 9, 0), []),
+    ],
+    ids=["thanksgiving", "friday-0859", "friday-0930", "saturday", "monday-0859", "monday-0900"],
+)
+def test_no_ladder_on_a_closed_day_and_cancellations_carry_over_to_the_margin_call(
+    now: datetime, expected: list[tuple[str, date]]
+) -> None:
+    """Holidays and weekends have no ladder of their own; the last trading day's 20:00 step stays due until 09:00."""
+    assert schedule.due_ladder_steps(now, SETTINGS, CALENDAR) == expected
+
+
+def test_ladder_times_are_configurable_and_a_late_step_keeps_a_short_window() -> None:
+    """SETTLEKEEPER_LADDER_* move the steps; one set after its catch-up end is still due for five minutes."""
+    settings = load_settings({"SETTLEKEEPER_LADDER_PAGE": "12:45", "SETTLEKEEPER_LADDER_DIGEST": "12:10"})
+    assert schedule.due_ladder_steps(et(DEADLINE, 12, 44), settings, CALENDAR) == [("ladder_warning", DEADLINE)]
+    assert ("ladder_page", DEADLINE) in schedule.due_ladder_steps(et(DEADLINE, 12, 45), settings, CALENDAR)
+    assert ("ladder_digest", DEADLINE) in schedule.due_ladder_steps(et(DEADLINE, 12, 14), settings, CALENDAR)
+    assert ("ladder_digest", DEADLINE) not in schedule.due_ladder_steps(et(DEADLINE, 12, 15), settings, CALENDAR)
+    with pytest.raises(ConfigError, match="SETTLEKEEPER_LADDER_LATE"):
+        load_settings({"SETTLEKEEPER_LADDER_LATE": "1 PM"})
+
+
+async def test_tick_enqueues_ladder_steps_once_on_the_alert_queue(redis_client: redis.Redis) -> None:
+    """Each ladder step is enqueued once as phase-ladder-<step>-<date> on the alert queue, for jobs.ladder."""
+    now = [et(DEADLINE, 9, 30)]
+    scheduler = Scheduler(SETTINGS, redis_client, lambda: now[0], CALENDAR)
+
+    async def ladder_tick() -> list[str]:
+        return [job_id for job_id in await scheduler.tick() if "ladder" in job_id]
+
+    assert await ladder_tick() == [f"phase-ladder-digest-{DEADLINE}"]
+    now[0] = et(DEADLINE, 11, 45)
+    assert await ladder_tick() == [f"phase-ladder-warning-{DEADLINE}"]
+    assert await scheduler.tick() == []
+    ladder = [f"phase-ladder-{step}-{DEADLINE}" for step in ("digest", "warning")]
+    assert [job_id for job_id in job_ids(redis_client, ALERT_QUEUE) if "ladder" in job_id] == ladder
+    job = Job.fetch(ladder[1], connection=redis_client, serializer=JSONSerializer)
+    assert (job.func_name, job.kwargs) == (
+        "jobs.ladder.run_phase",
+        {"phase": "ladder_warning", "deadline": "2026-11-24"},
+    )
