@@ -81,6 +81,8 @@ KILL_SWITCH = f"{PREFIX}kill"
 """String: when present, no money call goes out; its value says why (set by an operator)."""
 ALERTS = f"{PREFIX}alerts"
 """Stream: every alert state change (trigger, escalation, resolve), append-only, for the report and audits."""
+FAILED_JOBS_PAGED = f"{PREFIX}failed_jobs_paged"
+"""Set: ids of failed RQ jobs a ``job_failed`` alert was raised for (resolved when they leave the registry)."""
 ALERT_OUTBOX = f"{PREFIX}alert_outbox"
 """Set: ``<dedup>|<seq>|<state>`` state changes whose delivery job is not enqueued yet."""
 

@@ -110,6 +110,25 @@ def enqueue_alert_deliveries(connection: redis.Redis) -> int:
     return enqueued
 
 
+def failed_jobs(connection: redis.Redis) -> list[tuple[str, str]]:
+    """(job id, function name) of every settle, cover or report job in RQ's failed registries.
+
+    Alert deliveries are left out: paging about a page that could not be sent would only queue another
+    delivery to the same broken sink.
+    """
+    from rq.job import Job
+    from rq.registry import FailedJobRegistry
+
+    found = []
+    for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE):
+        registry = FailedJobRegistry(queue=queue(name, connection))
+        for job_id in registry.get_job_ids():
+            job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+            if job.func_name != "jobs.alerts.deliver":
+                found.append((job_id, job.func_name or "?"))
+    return found
+
+
 def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
     """Enqueue a business phase for ``day`` once (job id ``phase-<name>-<day>``); False if it already was."""
     func, queue_name = PHASE_JOBS[phase]

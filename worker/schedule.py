@@ -20,8 +20,9 @@ import structlog
 
 from config.settings import Settings
 from funding import keys
+from funding.alerts import Alert, Severity, move_sync
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
-from jobs.queues import enqueue_alert_deliveries, enqueue_phase
+from jobs.queues import enqueue_alert_deliveries, enqueue_phase, failed_jobs
 from jobs.reports import useful_until
 
 log = structlog.get_logger(__name__)
@@ -156,8 +157,34 @@ class Scheduler:
             # marked only once RQ has the job (the unique job id covers a crash in between): a failed
             # enqueue is retried by the next tick instead of being lost behind its marker
             await asyncio.to_thread(self.rq.set, keys.action(job_id), "1", ex=MARKER_SECONDS)
+        await asyncio.to_thread(self.page_failed_jobs)
         await self.flush_alerts()
         return enqueued
+
+    def page_failed_jobs(self) -> None:
+        """A job that failed for good (retries exhausted, in RQ's failed registry) pages once per job id;
+        the alert resolves when the job leaves the registry (requeued or deleted by an operator)."""
+        failed = dict(failed_jobs(self.rq))
+        for job_id, func in failed.items():
+            alert = Alert(
+                "job_failed",
+                Severity.CRITICAL,
+                f"job-failed-{job_id}",
+                f"job {job_id} ({func}) failed",
+                {"job_id": job_id, "function": func},
+            )
+            move_sync(self.rq, alert, "trigger")
+        for raw in self.rq.smembers(keys.FAILED_JOBS_PAGED):
+            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if job_id not in failed:
+                move_sync(
+                    self.rq,
+                    Alert("job_failed", Severity.INFO, f"job-failed-{job_id}", "job no longer failed"),
+                    "resolve",
+                )
+                self.rq.srem(keys.FAILED_JOBS_PAGED, job_id)
+        if failed:
+            self.rq.sadd(keys.FAILED_JOBS_PAGED, *failed)
 
     async def flush_alerts(self) -> int:
         """Hand alert state changes still in ``sk:alert_outbox`` to the alert queue: heals a crash between a

@@ -393,3 +393,27 @@ async def test_tick_enqueues_ladder_steps_once_on_the_alert_queue(redis_client: 
         "jobs.ladder.run_phase",
         {"phase": "ladder_warning", "deadline": "2026-11-24"},
     )
+
+
+async def test_a_job_that_failed_for_good_pages_once_and_resolves_when_requeued(
+    redis_client: redis.Redis,
+) -> None:
+    """A settle job in RQ's failed registry raises one job_failed page; requeueing it resolves the page."""
+    from rq.registry import FailedJobRegistry
+
+    from jobs.queues import SETTLE_QUEUE, queue
+
+    job = queue(SETTLE_QUEUE, redis_client).enqueue(
+        "jobs.settle.replan", kwargs={"deadline": "2026-11-24"}, job_id="replan-2026-11-24-1"
+    )
+    registry = FailedJobRegistry(queue=queue(SETTLE_QUEUE, redis_client))
+    registry.add(job, ttl=60, exc_string="boom")
+    scheduler = Scheduler(SETTINGS, redis_client, lambda: et(DEADLINE, 10, 0), CALENDAR)
+    scheduler.page_failed_jobs()
+    scheduler.page_failed_jobs()  # a second tick: the same failure is not paged again
+    entries = [e for _, e in redis_client.xrange(keys.ALERTS) if e[b"kind"] == b"job_failed"]
+    assert [(e[b"action"], e[b"severity"]) for e in entries] == [(b"trigger", b"critical")]
+    registry.requeue(job)
+    scheduler.page_failed_jobs()
+    entries = [e for _, e in redis_client.xrange(keys.ALERTS) if e[b"kind"] == b"job_failed"]
+    assert [e[b"action"] for e in entries] == [b"trigger", b"resolve"]
