@@ -23,8 +23,8 @@ from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus
 from funding.money import ZERO, margin_interest, wire
 from jobs import ladder
-from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
-from jobs.metrics import count_movement, cover_finished
+from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
+from jobs.metrics import cover_finished
 from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
@@ -120,19 +120,8 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         account_no=account_no,
     )
     verdict = await ctx.guard.check("cover", amount, day=deadline)
-    if not verdict.allowed or verdict.dry_run:
-        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
-        intent.detail = verdict.reason
-        await ctx.ledger.save(intent, "cover_" + intent.status, reason=verdict.reason, margin_interest=str(estimate))
-        await count_movement(ctx.redis, intent, intent.status)
-        if not verdict.allowed:
-            await ctx.alert(
-                "guardrail",
-                "critical",
-                f"cover of {wire(amount)} for {account_no} refused: {verdict.reason}",
-                f"guard-{key}",
-                account_no=account_no,
-            )
+    what = f"cover of {wire(amount)} for {account_no}"
+    if await held_back(ctx, intent, verdict, what, "critical", margin_interest=str(estimate)):
         return {**report, "outcome": intent.status, "amount": wire(amount), "reason": verdict.reason}
     await ctx.ledger.save(intent, "cover_planned", debit=str(debit), margin_interest=str(estimate))
     try:

@@ -7,6 +7,7 @@ from datetime import date
 
 from funding.audit import Intent, IntentStatus
 from funding.errors import PermanentError
+from funding.guardrails import Verdict
 from funding.models import JournalStatus
 from funding.money import wire
 from jobs import failpoints
@@ -19,6 +20,24 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
 def idempotency_key(intent_key: str) -> str:
     """A 36-character key derived from the intent (Alpaca is moving to a 36-character maximum)."""
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, intent_key))
+
+
+async def held_back(
+    ctx: JobContext, intent: Intent, verdict: Verdict, what: str, severity: str = "warning", **facts: str
+) -> bool:
+    """True when the guardrails stop ``intent`` (dry-run or refused): audited, counted, a refusal alerted."""
+    if verdict.allowed and not verdict.dry_run:
+        return False
+    intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
+    intent.detail = verdict.reason
+    await ctx.ledger.save(intent, f"{intent.kind}_{intent.status}", reason=verdict.reason, **facts)
+    await count_movement(ctx.redis, intent, intent.status)
+    if not verdict.allowed:
+        alert_facts = {"account_no": intent.account_no} if intent.account_no else {}
+        await ctx.alert(
+            "guardrail", severity, f"{what} refused: {verdict.reason}", f"guard-{intent.key}", **alert_facts
+        )
+    return True
 
 
 class Waiting(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
@@ -62,11 +64,19 @@ def enqueue_action(connection: redis.Redis, action: Action) -> bool:
     kwargs = {"deadline": action.deadline}
     if action.kind == "cover":
         kwargs["account_no"] = action.account_no
+    return enqueue_once(connection, queue_name, func, kwargs, action.job_id)
+
+
+def enqueue_once(connection: redis.Redis, queue_name: str, func: str, kwargs: dict[str, Any], job_id: str) -> bool:
+    """Enqueue ``func`` with a deterministic ``job_id`` unless a job with that id exists (``unique=True``).
+
+    Every settlekeeper job goes through here: JSON serializer, explicit TTLs, retries for transient errors.
+    """
     try:
         queue(queue_name, connection).enqueue(
             func,
             kwargs=kwargs,
-            job_id=action.job_id,
+            job_id=job_id,
             unique=True,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=FAILURE_TTL_SECONDS,
@@ -93,19 +103,9 @@ def enqueue_alert_deliveries(connection: redis.Redis) -> int:
     entries = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in connection.smembers(keys.ALERT_OUTBOX)]
     for entry in sorted(entries, key=_delivery_order):  # a set has no order: incidents, then their states
         dedup_key, seq, action = entry.rsplit("|", 2)
-        try:
-            queue(ALERT_QUEUE, connection).enqueue(
-                "jobs.alerts.deliver",
-                kwargs={"dedup_key": dedup_key, "seq": int(seq), "action": action},
-                job_id=delivery_job_id(dedup_key, int(seq), action),
-                unique=True,
-                result_ttl=RESULT_TTL_SECONDS,
-                failure_ttl=FAILURE_TTL_SECONDS,
-                retry=RETRY,
-            )
-            enqueued += 1
-        except DuplicateJobError:
-            pass
+        kwargs = {"dedup_key": dedup_key, "seq": int(seq), "action": action}
+        job_id = delivery_job_id(dedup_key, int(seq), action)
+        enqueued += enqueue_once(connection, ALERT_QUEUE, "jobs.alerts.deliver", kwargs, job_id)
         connection.srem(keys.ALERT_OUTBOX, entry)
     return enqueued
 
@@ -135,16 +135,4 @@ def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
     kwargs = {"deadline": day} if phase == "sweep" else {"phase": phase, "deadline": day}
     if phase in REPORT_PHASES:
         kwargs = {"system_date": day}
-    try:
-        queue(queue_name, connection).enqueue(
-            func,
-            kwargs=kwargs,
-            job_id=f"phase-{phase.replace('_', '-')}-{day}",
-            unique=True,
-            result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=FAILURE_TTL_SECONDS,
-            retry=RETRY,
-        )
-    except DuplicateJobError:
-        return False
-    return True
+    return enqueue_once(connection, queue_name, func, kwargs, f"phase-{phase.replace('_', '-')}-{day}")

@@ -35,7 +35,7 @@ from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatu
 from funding.money import ZERO, late_interest, wire
 from funding.planning import chunks, costs, debit_risk, make_plan
 from jobs import failpoints, ladder
-from jobs.journal import Waiting, follow_journal, idempotency_key, send_journal
+from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
 from jobs.metrics import count_movement, settle_finished
 from jobs.runtime import JobContext, run_job
 
@@ -267,15 +267,7 @@ async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
     key = f"fund-{deadline}-{seq}"
     intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, idempotency_key(key))
     verdict = await ctx.guard.check("fund", amount, day=deadline)
-    if not verdict.allowed or verdict.dry_run:
-        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
-        intent.detail = verdict.reason
-        await ctx.ledger.save(intent, "fund_" + intent.status, reason=verdict.reason)
-        await count_movement(ctx.redis, intent, intent.status)
-        if not verdict.allowed:
-            await ctx.alert(
-                "guardrail", "warning", f"RF → SI journal of {wire(amount)} refused: {verdict.reason}", f"guard-{key}"
-            )
+    if await held_back(ctx, intent, verdict, f"RF → SI journal of {wire(amount)}"):
         return intent.status
     await ctx.ledger.save(intent, "fund_planned")
     return (
@@ -292,15 +284,7 @@ async def _settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFund
     )
     await ctx.guard.before_call()  # set while SI was being funded: killed, not a guardrail refusal
     verdict = await ctx.guard.check("settle", total, day=deadline)
-    if not verdict.allowed or verdict.dry_run:
-        intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
-        intent.detail = verdict.reason
-        await ctx.ledger.save(intent, "settle_" + intent.status, reason=verdict.reason, transfers=len(batch))
-        await count_movement(ctx.redis, intent, intent.status)
-        if not verdict.allowed:
-            await ctx.alert(
-                "guardrail", "warning", f"settlement of {wire(total)} refused: {verdict.reason}", f"guard-{key}"
-            )
+    if await held_back(ctx, intent, verdict, f"settlement of {wire(total)}", transfers=str(len(batch))):
         return None
     await ctx.ledger.remember_transfers(key, (str(t.id) for t in batch))
     await ctx.ledger.save(intent, "settle_planned", transfers=len(batch))
