@@ -27,27 +27,12 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import AUTH, peak_rss_mb, pinned  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
 from funding.redis_factory import redis_url  # noqa: E402
 
-AUTH = aiohttp.encode_basic_auth("sandbox-key", "sandbox-secret")
 LISTENER_CPU, SANDBOX_CPU = 0, 1
-
-
-def pinned(cpu: int) -> Any:
-    def pin() -> None:
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
-            os.sched_setaffinity(0, {cpu})
-
-    return pin
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:

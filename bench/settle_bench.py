@@ -38,32 +38,17 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import AUTH, peak_rss_mb, pinned  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
 from funding.redis_factory import redis_url  # noqa: E402
 
-AUTH = aiohttp.encode_basic_auth("sandbox-key", "sandbox-secret")
 JOB_CPU, SANDBOX_CPU = 0, 1
 CREATED = "2026-11-23T10:00:00-05:00"
 """Monday of Thanksgiving week: every transfer's system date; the deadline is Tuesday 2026-11-24."""
 TARGET_SECONDS, TARGET_MB = 20.0, 256.0
 RF, SI = "7536050RF", "7536050SI"
 RESULT = "SETTLE-BENCH-RESULT "
-
-
-def pinned(cpu: int) -> Any:
-    def pin() -> None:
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
-            os.sched_setaffinity(0, {cpu})
-
-    return pin
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def amounts() -> list[str]:
