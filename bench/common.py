@@ -1,14 +1,19 @@
-"""What both benchmarks share: sandbox credentials, CPU pinning, and a process's peak memory."""
+"""What both benchmarks share: the sandbox process, its credentials, CPU pinning, and peak memory."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
 AUTH = aiohttp.encode_basic_auth("sandbox-key", "sandbox-secret")
+ROOT = Path(__file__).resolve().parents[1]
+SANDBOX_CPU = 1
+"""The sandbox runs on CPU 1; the process being measured on CPU 0."""
 
 
 def pinned(cpu: int) -> Callable[[], None]:
@@ -29,3 +34,18 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def start_sandbox(customers: int) -> tuple[subprocess.Popen[str], str]:
+    """``settlekeeper sandbox`` on a free port, pinned to :data:`SANDBOX_CPU`; returns it and its base URL."""
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "worker.cli", "sandbox", "--port", "0", "--customers", str(customers)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=pinned(SANDBOX_CPU),
+        env={**os.environ, "SETTLEKEEPER_LOG_LEVEL": "WARNING"},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line.split("listening on ", 1)[1].strip()

@@ -27,27 +27,12 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import AUTH, peak_rss_mb, pinned  # noqa: E402
+from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
 from funding.redis_factory import redis_url  # noqa: E402
 
-LISTENER_CPU, SANDBOX_CPU = 0, 1
-
-
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "sandbox", "--port", "0", "--customers", "200"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=pinned(SANDBOX_CPU),
-        env={**os.environ, "SETTLEKEEPER_LOG_LEVEL": "WARNING"},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    base = line.split("listening on ", 1)[1].strip()
-    return proc, base
+LISTENER_CPU = 0
 
 
 async def prepare(base: str, events: int, transfers: int) -> dict[str, Any]:
@@ -161,7 +146,7 @@ def run_baseline(base: str, url: str, since_id: str, until_id: str) -> dict[str,
 
 async def main(args: argparse.Namespace) -> None:
     with redis_url(load_settings()) as url:
-        sandbox, base = start_sandbox()
+        sandbox, base = start_sandbox(200)
         try:
             info = await prepare(base, args.events, args.transfers)
             events = int(info["count"])

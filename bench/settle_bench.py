@@ -38,12 +38,12 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import AUTH, peak_rss_mb, pinned  # noqa: E402
+from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
 from funding.redis_factory import redis_url  # noqa: E402
 
-JOB_CPU, SANDBOX_CPU = 0, 1
+JOB_CPU = 0
 CREATED = "2026-11-23T10:00:00-05:00"
 """Monday of Thanksgiving week: every transfer's system date; the deadline is Tuesday 2026-11-24."""
 TARGET_SECONDS, TARGET_MB = 20.0, 256.0
@@ -59,21 +59,6 @@ def amounts() -> list[str]:
 def total_due(transfers: int) -> Decimal:
     cycle = [Decimal(a) for a in amounts()]
     return sum((cycle[n % len(cycle)] for n in range(transfers)), Decimal(0))
-
-
-def start_sandbox(customers: int) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "worker.cli", "sandbox", "--port", "0", "--customers", str(customers)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=pinned(SANDBOX_CPU),
-        env={**os.environ, "SETTLEKEEPER_LOG_LEVEL": "WARNING"},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    base = line.split("listening on ", 1)[1].strip()
-    return proc, base
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:

@@ -28,7 +28,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from funding import keys
-from funding.models import IFStatus, InstantFunding
+from funding.models import InstantFunding
 from funding.money import CENT, ZERO
 
 DEFAULT_RETENTION_SECONDS = 35 * 86400
@@ -425,7 +425,3 @@ def _text(value: object) -> str:
 
 def _score_text(score: float) -> str:
     return str(int(score)) if score == int(score) else repr(score)
-
-
-def unsettled(status: IFStatus) -> bool:
-    return status in (IFStatus.PENDING, IFStatus.EXECUTED)

@@ -110,23 +110,26 @@ def enqueue_alert_deliveries(connection: redis.Redis) -> int:
     return enqueued
 
 
-def failed_jobs(connection: redis.Redis) -> list[tuple[str, str]]:
-    """(job id, function name) of every settle, cover or report job in RQ's failed registries.
-
-    Alert deliveries are left out: paging about a page that could not be sent would only queue another
-    delivery to the same broken sink.
-    """
-    from rq.job import Job
+def failed_job_ids(connection: redis.Redis) -> set[str]:
+    """Ids of every job in the failed registries of settlekeeper's queues (one ZRANGE each)."""
     from rq.registry import FailedJobRegistry
 
-    found = []
-    for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE):
-        registry = FailedJobRegistry(queue=queue(name, connection))
-        for job_id in registry.get_job_ids():
-            job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-            if job.func_name != "jobs.alerts.deliver":
-                found.append((job_id, job.func_name or "?"))
-    return found
+    return {
+        job_id
+        for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)
+        for job_id in FailedJobRegistry(queue=queue(name, connection)).get_job_ids()
+    }
+
+
+def job_function(connection: redis.Redis, job_id: str) -> str:
+    """The dotted function name of a job (``?`` when its hash expired)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer).func_name or "?"
+    except NoSuchJobError:
+        return "?"
 
 
 def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:

@@ -22,7 +22,7 @@ from config.settings import Settings
 from funding import keys
 from funding.alerts import Alert, Severity, move_sync
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
-from jobs.queues import enqueue_alert_deliveries, enqueue_phase, failed_jobs
+from jobs.queues import enqueue_alert_deliveries, enqueue_phase, failed_job_ids, job_function
 from jobs.reports import useful_until
 
 log = structlog.get_logger(__name__)
@@ -164,8 +164,14 @@ class Scheduler:
     def page_failed_jobs(self) -> None:
         """A job that failed for good (retries exhausted, in RQ's failed registry) pages once per job id;
         the alert resolves when the job leaves the registry (requeued or deleted by an operator)."""
-        failed = dict(failed_jobs(self.rq))
-        for job_id, func in failed.items():
+        failed = failed_job_ids(self.rq)
+        paged = {
+            raw.decode() if isinstance(raw, bytes) else str(raw) for raw in self.rq.smembers(keys.FAILED_JOBS_PAGED)
+        }
+        for job_id in failed - paged:  # each tick fetches only jobs it has not seen fail before
+            func = job_function(self.rq, job_id)
+            if func == "jobs.alerts.deliver":  # a page about a page that cannot be sent would only loop
+                continue
             alert = Alert(
                 "job_failed",
                 Severity.CRITICAL,
@@ -174,15 +180,13 @@ class Scheduler:
                 {"job_id": job_id, "function": func},
             )
             move_sync(self.rq, alert, "trigger")
-        for raw in self.rq.smembers(keys.FAILED_JOBS_PAGED):
-            job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if job_id not in failed:
-                move_sync(
-                    self.rq,
-                    Alert("job_failed", Severity.INFO, f"job-failed-{job_id}", "job no longer failed"),
-                    "resolve",
-                )
-                self.rq.srem(keys.FAILED_JOBS_PAGED, job_id)
+        for job_id in paged - failed:
+            move_sync(
+                self.rq,
+                Alert("job_failed", Severity.INFO, f"job-failed-{job_id}", "job no longer failed"),
+                "resolve",
+            )
+            self.rq.srem(keys.FAILED_JOBS_PAGED, job_id)
         if failed:
             self.rq.sadd(keys.FAILED_JOBS_PAGED, *failed)
 
