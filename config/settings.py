@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -41,6 +42,11 @@ DEFAULT_LEASE_TTL_SECONDS = 15.0
 
 DEFAULT_HEAL_INTERVAL_SECONDS = 60.0
 """The REST safety net runs once a minute (and on start and after every reconnect)."""
+
+DEFAULT_SETTLE_HEARTBEAT_SECONDS = 15.0
+"""Between the first settle phase and 8 PM ET a settle run that dies (SIGKILL, OOM, node lost) is replaced
+within this plus one listener tick plus the worker's restart: 15 s keeps that well under a minute, and is
+five times what the slowest step between two renewals takes (a 100,000-transfer plan, about 3 s)."""
 
 DEFAULT_RETENTION_DAYS = 35
 """Settled and canceled transfers stay in Redis a month and a bit: enough for monthly interest invoices."""
@@ -147,6 +153,9 @@ class Settings(BaseSettings):
     """How often a job re-reads a journal or settlement it waits for."""
     journal_wait_seconds: Seconds = 60.0
     settlement_wait_seconds: Seconds = 120.0
+    settle_heartbeat_seconds: Seconds = DEFAULT_SETTLE_HEARTBEAT_SECONDS
+    """A running settle run renews its heartbeat (the deadline's run lock) every third of this; a run that
+    died is seen dead within this long, and the listener's guard starts another (see worker/schedule.py)."""
     fed_upper_bound: Money = Decimal("0.0450")
     """For cost estimates: IF late interest is fed upper bound + 8 % a year."""
     margin_rate: Money = Decimal("0.0850")
@@ -187,6 +196,13 @@ class Settings(BaseSettings):
     sandbox_key: SecretStr = SecretStr(DEFAULT_SANDBOX_KEY)
     sandbox_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
     sandbox_heartbeat_seconds: float = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := redis_url_problem(value.get_secret_value())) is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("broker_url", "pagerduty_url")
     @classmethod
@@ -299,6 +315,36 @@ class Settings(BaseSettings):
         if value not in {"json", "console", "auto"}:
             raise ValueError("expected one of json, console, auto")
         return value
+
+
+REDIS_URL_FORMS = "redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path/to/socket[?db=N]"
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that never repeat it (it may hold a password); None if fine.
+
+    redis-py itself accepts a path that is not a database number (``/notadb``) and silently uses db 0."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"expected {REDIS_URL_FORMS}: the port is not a number from 1 to 65535"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"expected {REDIS_URL_FORMS}: the scheme must be redis, rediss or unix"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return f"expected {REDIS_URL_FORMS}: no socket path"
+    else:
+        if not parts.hostname:
+            return f"expected {REDIS_URL_FORMS}: no host"
+        if port == 0:
+            return f"expected {REDIS_URL_FORMS}: the port is not a number from 1 to 65535"
+        if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+            return f"expected {REDIS_URL_FORMS}: the database (the path after the host) must be a number"
+    db = [value for name, value in parse_qsl(parts.query) if name == "db"]
+    if db and not db[-1].isdigit():
+        return f"expected {REDIS_URL_FORMS}: the db parameter must be a number"
+    return None
 
 
 class _FromMapping(Settings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
@@ -18,6 +19,7 @@ from typing import Any, Self
 import aiohttp
 
 from config.settings import Settings
+from funding import ids
 from funding.errors import (
     ClientError,
     IdempotencyConflictError,
@@ -41,6 +43,8 @@ from funding.models import (
 )
 from funding.money import loads_exact
 
+_SAFE_PATH = re.compile(r"(/[A-Za-z0-9._~%-]+)+")
+"""What :func:`funding.ids.path` builds: segments of unreserved characters and percent-escapes only."""
 PAGE_SIZE = 100
 """The IF list endpoint's maximum ``limit``."""
 MAX_RETRY_WAIT_SECONDS = 30.0
@@ -105,7 +109,12 @@ class BrokerClient:
         body: Any = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        """Send one call and return its parsed JSON (Decimals for numbers); raise the error tree."""
+        """Send one call and return its parsed JSON (Decimals for numbers); raise the error tree.
+
+        ``path`` must be built by :func:`funding.ids.path` (or be a constant): anything else is refused
+        before a request leaves."""
+        if not _SAFE_PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
+            raise MalformedDataError(f"refusing to request a path not built from checked segments: {path[:80]!r}")
         retryable = method == "GET" or idempotency_key is not None
         attempt = 0
         while True:
@@ -165,7 +174,8 @@ class BrokerClient:
     # ------------------------------------------------------------------ typed calls
 
     async def get_transfer(self, transfer_id: str) -> InstantFunding:
-        return InstantFunding.model_validate(await self.request("GET", f"/v1/instant_funding/{transfer_id}"))
+        target = ids.path("v1", "instant_funding", ids.uuid(transfer_id, "transfer id"))
+        return InstantFunding.model_validate(await self.request("GET", target))
 
     async def list_transfers(
         self,
@@ -208,17 +218,19 @@ class BrokerClient:
 
     async def find_account(self, account_no: str) -> Account:
         """Map an account number to its account (A7); 404-like :class:`NotFoundError` if absent."""
-        rows = await self.request("GET", "/v1/accounts", params={"query": account_no})
+        rows = await self.request("GET", "/v1/accounts", params={"query": ids.account_number(account_no)})
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and row.get("account_number") == account_no:
                 return Account.model_validate(row)
         raise NotFoundError(f"no account numbered {account_no}", status=404)
 
     async def trade_account(self, account_id: str) -> TradeAccount:
-        return TradeAccount.model_validate(await self.request("GET", f"/v1/trading/accounts/{account_id}/account"))
+        target = ids.path("v1", "trading", "accounts", ids.uuid(account_id, "account id"), "account")
+        return TradeAccount.model_validate(await self.request("GET", target))
 
     async def account(self, account_id: str) -> Account:
-        return Account.model_validate(await self.request("GET", f"/v1/accounts/{account_id}"))
+        target = ids.path("v1", "accounts", ids.uuid(account_id, "account id"))
+        return Account.model_validate(await self.request("GET", target))
 
     async def create_journal(self, body: Mapping[str, Any], idempotency_key: str) -> Journal:
         """``POST /v1/journals``; safe to repeat with the same key and body (A6)."""
@@ -227,14 +239,16 @@ class BrokerClient:
         )
 
     async def get_journal(self, journal_id: str) -> Journal:
-        return Journal.model_validate(await self.request("GET", f"/v1/journals/{journal_id}"))
+        target = ids.path("v1", "journals", ids.uuid(journal_id, "journal id"))
+        return Journal.model_validate(await self.request("GET", target))
 
     async def create_settlement(self, body: Mapping[str, Any]) -> Settlement:
         """``POST /v1/instant_funding/settlements``: no idempotency key exists (A5), so never retried here."""
         return Settlement.model_validate(await self.request("POST", "/v1/instant_funding/settlements", body=dict(body)))
 
     async def get_settlement(self, settlement_id: str) -> Settlement:
-        return Settlement.model_validate(await self.request("GET", f"/v1/instant_funding/settlements/{settlement_id}"))
+        target = ids.path("v1", "instant_funding", "settlements", ids.uuid(settlement_id, "settlement id"))
+        return Settlement.model_validate(await self.request("GET", target))
 
     async def list_settlements(self, statuses: list[str] | None = None) -> list[Settlement]:
         """Settlements filtered by status; accepts ``{"settlements": [...]}`` or a bare array (A5)."""

@@ -80,7 +80,14 @@ class Guardrails:
 
         In dry-run the full budget is reported, so the plan (and its audit) shows what would happen.
         """
-        if self.settings.mode("fund") == "off" or await self.kill_switch() is not None:
+        if await self.kill_switch() is not None:
+            return Decimal(0)
+        return await self.cap_budget(day)
+
+    async def cap_budget(self, day: date) -> Decimal:
+        """What the mode and the daily cap still let leave RF today, whatever the kill switch says (the alert
+        ladder names the kill switch as a cause of its own, not as RF being short)."""
+        if self.settings.mode("fund") == "off":
             return Decimal(0)
         used = int(await self.redis.get(keys.moved_today(day)) or 0)
         return max(self.settings.max_daily_amount - used * CENT, Decimal(0))

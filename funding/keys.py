@@ -141,8 +141,27 @@ def transfer_costs(deadline: date | str) -> str:
 
 
 def plan_lock(deadline: date | str) -> str:
-    """String: the lock held by the one settle run of a deadline (redis-py lock, short TTL, extended)."""
+    """String: the lock held by the one settle run of a deadline, and its heartbeat: a redis-py lock with a
+    TTL of ``SETTLEKEEPER_SETTLE_HEARTBEAT_SECONDS`` renewed every third of it while the run's process lives,
+    so it never outlives its owner by more than that."""
     return f"{PREFIX}plan:{deadline}:lock"
+
+
+def settle_run(deadline: date | str) -> str:
+    """Hash: the last settle run of a deadline: ``job_id``, ``phase``, ``started_at`` (business clock, ISO),
+    ``ended_unix`` (wall clock; empty while it runs, or when it died), ``outcome``, ``left`` (transfers it left
+    unsettled). With :func:`plan_lock` it tells the listener's guard whether a run is alive, ended or died."""
+    return f"{PREFIX}settle_run:{deadline}"
+
+
+def settle_guard(deadline: date | str) -> str:
+    """String: the id of the last settle job the listener's guard enqueued for a deadline (one waits at most)."""
+    return f"{PREFIX}settle_guard:{deadline}"
+
+
+def settle_guard_seq(deadline: date | str) -> str:
+    """Integer: how many guard runs were enqueued for a deadline (makes each guard job id unique)."""
+    return f"{PREFIX}settle_guard_seq:{deadline}"
 
 
 def identity(account_no: str) -> str:

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from funding import ids
 from funding.errors import MalformedDataError
 from funding.money import parse_money
 
@@ -109,8 +110,18 @@ def _shared_day(day: date) -> date:
 
 
 BusinessDate = Annotated[date, AfterValidator(_shared_day)]
-AccountNumber = Annotated[str, AfterValidator(sys.intern)]
-"""An account number, interned: a customer's transfers share it."""
+
+
+def _account_number(value: str) -> str:
+    try:
+        return sys.intern(ids.account_number(value))
+    except MalformedDataError as exc:
+        raise ValueError(str(exc)) from None  # pydantic reports it as a ValidationError
+
+
+AccountNumber = Annotated[str, AfterValidator(_account_number)]
+"""An account number: letters and digits only (it becomes part of Redis keys and job ids), interned: a
+customer's transfers share it."""
 _FIELDS_GIVEN: dict[frozenset[str], set[str]] = {}
 """The sets of field names transfers were given, shared (see :meth:`InstantFunding.model_post_init`)."""
 
@@ -171,7 +182,7 @@ class Settlement(WireModel):
     status: SettlementStatus
     total_amount: Amount
     interest_amount: Amount | None = None
-    source_account_number: str | None = None
+    source_account_number: AccountNumber | None = None
     reason: str | None = None
     additional_info: str | None = None
     created_at: datetime
@@ -197,7 +208,7 @@ class Account(WireModel):
     """The fields of ``GET /v1/accounts`` settlekeeper relies on."""
 
     id: UUID
-    account_number: str
+    account_number: AccountNumber
     status: str
     identity: dict[str, Any] | None = None
     contact: dict[str, Any] | None = None
@@ -207,7 +218,7 @@ class TradeAccount(WireModel):
     """``GET /v1/trading/accounts/{id}/account`` (the money fields)."""
 
     id: UUID
-    account_number: str
+    account_number: AccountNumber
     cash: Amount
     buying_power: Amount
     memoposts: Amount = Decimal(0)
@@ -223,14 +234,14 @@ class CorrespondentLimit(WireModel):
 
 
 class AccountLimit(CorrespondentLimit):
-    account_no: str
+    account_no: AccountNumber
 
 
 class IFReport(WireModel):
     """One row of ``GET /v1/instant_funding/reports``."""
 
     system_date: date
-    account_no: str
+    account_no: AccountNumber
     total_amount_owed: Amount
     total_interest_penalty: Amount
     deadline: date

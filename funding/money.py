@@ -55,6 +55,13 @@ def wire(amount: Decimal) -> str:
     return str(quantize(amount))
 
 
+def display(amount: Decimal) -> str:
+    """An amount for people (alert summaries, reports): cents, thousands separated (``"16,500.00"``).
+
+    Machine-read places (the wire, alert facts, audit records) keep :func:`wire`'s form."""
+    return f"{quantize(amount):,.2f}"
+
+
 def late_interest(amount: Decimal, fed_upper_bound: Decimal, days: int = 1) -> Decimal:
     """IF late interest for ``days`` days: ``amount × (fed upper bound + 8 %) / 360``, in cents."""
     return quantize(amount * (fed_upper_bound + LATE_INTEREST_SPREAD) * days / DAYS_IN_INTEREST_YEAR)

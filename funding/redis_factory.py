@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 import structlog
@@ -36,6 +37,16 @@ def redis_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
+def describe(url: str) -> str:
+    """Where ``url`` points, for logs and errors: scheme, user, host, port and database, never the password."""
+    parts = urlsplit(url)
+    db = next((value for name, value in parse_qsl(parts.query) if name == "db"), parts.path.lstrip("/") or "0")
+    if parts.scheme == "unix":
+        return f"unix://{parts.path} db {db}"
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{parts.hostname}:{parts.port or 6379}/{db}"
+
+
 def connect(url: str) -> redis.Redis:
     """A synchronous client for ``url``, checked with PING (raises :class:`RedisUnavailableError`)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
@@ -43,5 +54,6 @@ def connect(url: str) -> redis.Redis:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        raise RedisUnavailableError(f"Redis did not answer PING: {type(exc).__name__}") from None
+        # from None: the cause's text may quote the server's greeting; the message says where and why
+        raise RedisUnavailableError(f"Redis at {describe(url)} did not answer PING: {type(exc).__name__}") from None
     return client

@@ -21,7 +21,7 @@ from funding import keys
 from funding.audit import Intent, IntentStatus
 from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus
-from funding.money import ZERO, margin_interest, wire
+from funding.money import ZERO, display, margin_interest, wire
 from jobs import ladder
 from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
 from jobs.metrics import cover_finished
@@ -120,7 +120,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         account_no=account_no,
     )
     verdict = await ctx.guard.check("cover", amount, day=deadline)
-    what = f"cover of {wire(amount)} for {account_no}"
+    what = f"cover of {display(amount)} for {account_no}"
     if await held_back(ctx, intent, verdict, what, "critical", margin_interest=str(estimate)):
         return {**report, "outcome": intent.status, "amount": wire(amount), "reason": verdict.reason}
     await ctx.ledger.save(intent, "cover_planned", debit=str(debit), margin_interest=str(estimate))
@@ -145,7 +145,7 @@ async def _verify(
         await ctx.alert(
             "debit_remains",
             "critical",
-            f"{intent.account_no} still has cash {wire(cash)} after the cover",
+            f"{intent.account_no} still has cash {display(cash)} after the cover",
             f"debit-{intent.key}",
             account_no=intent.account_no,
         )

@@ -9,7 +9,7 @@ from funding.audit import Intent, IntentStatus
 from funding.errors import PermanentError
 from funding.guardrails import Verdict
 from funding.models import JournalStatus
-from funding.money import wire
+from funding.money import display, wire
 from jobs import failpoints
 from jobs.metrics import count_movement
 from jobs.runtime import JobContext
@@ -53,7 +53,7 @@ async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_n
         "amount": wire(intent.amount),
         "description": f"settlekeeper {intent.key}: {intent.why}",
     }
-    await ctx.guard.before_call()
+    await ctx.before_call()
     intent.status = IntentStatus.SENT
     await ctx.ledger.save(intent, f"{intent.kind}_sent", body=body)
     failpoints.reach(ctx.settings, "journal.before_call")
@@ -98,7 +98,7 @@ async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
             await ctx.alert(
                 "journal_pending",
                 "warning",
-                f"journal {intent.key} of {wire(intent.amount)} is still {status.value}",
+                f"journal {intent.key} of {display(intent.amount)} is still {status.value}",
                 f"journal-pending-{intent.key}",
                 journal_id=intent.broker_id,
             )

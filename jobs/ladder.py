@@ -33,7 +33,7 @@ from funding.alerts import is_triggered
 from funding.audit import IntentStatus
 from funding.calendar import SETTLEMENT_CUTOFF, at_et
 from funding.models import IFStatus, InstantFunding
-from funding.money import ZERO, wire
+from funding.money import ZERO, display, wire
 from jobs.runtime import JobContext, run_job
 
 log = structlog.get_logger(__name__)
@@ -79,14 +79,17 @@ class Due:
     """RF's transferable cash, capped by what the daily limit still allows (what the settle job may use)."""
     settle_mode: str
     fund_mode: str
+    kill_switch: str | None = None
+    """The kill switch's reason while it is set: nothing is settled until it is cleared."""
 
     @property
     def shortfall(self) -> Decimal:
+        """What SI and RF (within the daily cap) cannot pay, whatever the kill switch says."""
         return max(self.amount - max(self.si_cash, ZERO) - self.rf_available, ZERO)
 
     @property
     def auto_settle(self) -> bool:
-        return self.settle_mode == "on" and self.fund_mode == "on"
+        return self.settle_mode == "on" and self.fund_mode == "on" and self.kill_switch is None
 
     @property
     def at_risk(self) -> bool:
@@ -109,6 +112,7 @@ class Due:
             "shortfall": wire(self.shortfall),
             "settle_mode": self.settle_mode,
             "fund_mode": self.fund_mode,
+            "kill_switch": self.kill_switch or "off",
             "minutes_to_cutoff": str(self.minutes_to_cutoff),
         }
 
@@ -141,9 +145,10 @@ async def read_due(ctx: JobContext, deadline: date) -> Due:
         interest=sum((t.total_interest for t in unsettled), ZERO),
         si_cash=si.cash,
         rf_cash=rf.cash,
-        rf_available=min(rf.cash_transferable, await ctx.guard.fund_budget(deadline)),
+        rf_available=min(rf.cash_transferable, await ctx.guard.cap_budget(deadline)),
         settle_mode=settings.mode("settle"),
         fund_mode=settings.mode("fund"),
+        kill_switch=await ctx.guard.kill_switch(),
     )
 
 
@@ -192,19 +197,28 @@ _RESOLUTIONS = {
 
 async def _digest(ctx: JobContext, due: Due) -> Finding:
     summary = (
-        f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({wire(due.amount)}) due by 1 PM ET; "
-        f"SI {wire(due.si_cash)}, RF {wire(due.rf_cash)}; projected shortfall {wire(due.shortfall)}"
+        f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({display(due.amount)}) due by 1 PM ET; "
+        f"SI {display(due.si_cash)}, RF {display(due.rf_cash)}; projected shortfall {display(due.shortfall)}"
+        f"{_kill_note(due)}"
     )
     return Finding("info", summary, due.facts())
+
+
+def _kill_note(due: Due) -> str:
+    return "" if due.kill_switch is None else f"; the kill switch is on ({due.kill_switch}): nothing will be settled"
 
 
 async def _warning(ctx: JobContext, due: Due) -> Finding | None:
     if not due.at_risk:
         return None
     why = []
+    if due.kill_switch is not None:
+        why.append(f"the kill switch is on ({due.kill_switch}): nothing is settled until it is cleared")
     if due.shortfall > 0:
-        why.append(f"SI + RF are {wire(due.shortfall)} short of the {wire(due.amount)} due")
-    if not due.auto_settle:
+        why.append(f"SI + RF are {display(due.shortfall)} short of the {display(due.amount)} due")
+    elif due.kill_switch is not None:
+        why.append(f"SI + RF would cover the {display(due.amount)} due")
+    if due.settle_mode != "on" or due.fund_mode != "on":
         why.append(f"auto-settle is not on (settle {due.settle_mode}, fund {due.fund_mode})")
     summary = (
         f"{due.deadline}: {'; '.join(why)}: {_n(due.unsettled, 'transfer')} may miss the 1 PM ET cutoff "
@@ -217,8 +231,8 @@ async def _page(ctx: JobContext, due: Due) -> Finding | None:
     if not due.unsettled:
         return None
     summary = (
-        f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({wire(due.amount)}) still unsettled "
-        f"{due.minutes_to_cutoff} minutes before the 1 PM ET cutoff"
+        f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({display(due.amount)}) still unsettled "
+        f"{due.minutes_to_cutoff} minutes before the 1 PM ET cutoff{_kill_note(due)}"
     )
     return Finding("critical", summary, due.facts())
 
@@ -235,9 +249,9 @@ async def _late(ctx: JobContext, due: Due) -> Finding | None:
     interest = due.interest + sum((t.total_interest for t in settled_late), ZERO)
     summary = (
         f"{due.deadline}: {_n(due.unsettled + len(settled_late), 'transfer')} missed the 1 PM ET cutoff, "
-        f"{wire(interest)} of late interest booked"
+        f"{display(interest)} of late interest booked"
         + (
-            f"; {due.unsettled} ({wire(due.amount)}) are canceled at 8 PM ET unless settled"
+            f"; {due.unsettled} ({display(due.amount)}) are canceled at 8 PM ET unless settled"
             if due.unsettled
             else "; all settled since"
         )
@@ -270,13 +284,15 @@ async def _cancellations(ctx: JobContext, due: Due) -> Finding | None:
     amount = sum((t.amount for t in canceled), ZERO)
     interest = sum((t.total_interest for t in canceled), ZERO)
     debit_total = -sum(debits.values(), ZERO)
-    listed = ", ".join(f"{no} {wire(cash)} (cover {outcome[no]})" for no, cash in list(debits.items())[:LISTED])
+    listed = ", ".join(f"{no} {display(cash)} (cover {outcome[no]})" for no, cash in list(debits.items())[:LISTED])
     more = f" and {len(debits) - LISTED} more" if len(debits) > LISTED else ""
     covered = ", ".join(f"{n} {word}" for word, n in sorted(tally.items())) or "none yet"
-    in_debit = f"{_n(len(debits), 'account')} in debit ({wire(debit_total)}): {listed}{more}" if debits else "no debit"
+    in_debit = "no debit"
+    if debits:
+        in_debit = f"{_n(len(debits), 'account')} in debit ({display(debit_total)}): {listed}{more}"
     summary = (
-        f"{due.deadline}: {_n(len(canceled), 'transfer')} canceled at 8 PM ET ({wire(amount)}, "
-        f"{wire(interest)} of late interest owed); {in_debit}; covers: {covered}"
+        f"{due.deadline}: {_n(len(canceled), 'transfer')} canceled at 8 PM ET ({display(amount)}, "
+        f"{display(interest)} of late interest owed); {in_debit}; covers: {covered}"
     )
     facts = {
         "deadline": due.deadline.isoformat(),

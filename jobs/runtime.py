@@ -36,6 +36,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+class RunLockLost(Exception):
+    """Control flow, not an error: a settle run's lock lapsed, so the run stops before its next money call
+    and leaves the deadline to whichever run holds the lock now."""
+
+
 @dataclass
 class JobContext:
     settings: Settings
@@ -47,13 +52,18 @@ class JobContext:
     rq: SyncRedis
     """The RQ job's own (synchronous) connection, for enqueueing."""
     lock: Lock | None = None
-    """The settle run's lock, extended at every pause."""
+    """The settle run's lock (its heartbeat renews it); a money call is only made while it is still ours."""
 
     async def pause(self) -> None:
-        """Wait one poll interval before looking again at something in progress; keep the lock alive."""
+        """Wait one poll interval before looking again at something in progress."""
         await asyncio.sleep(self.settings.poll_seconds)
-        if self.lock is not None:
-            await self.lock.reacquire()
+
+    async def before_call(self) -> None:
+        """Immediately before every money call: the kill switch (:class:`KillSwitchOn`), and, in a settle run,
+        that its lock is still ours (:class:`RunLockLost`: it lapsed, and another run may have started)."""
+        await self.guard.before_call()
+        if self.lock is not None and not await self.lock.owned():
+            raise RunLockLost("the settle run's lock lapsed (its heartbeat stopped); another run may hold it")
 
     async def now(self) -> datetime:
         """The business clock: the Broker API's clock against the sandbox, wall time against Alpaca."""

@@ -19,12 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import redis
 import structlog
-from redis.exceptions import LockError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, LockNotOwnedError
+from rq import get_current_job
 
 from funding import keys
 from funding.audit import Intent, IntentStatus
@@ -32,24 +37,23 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
 from funding.errors import PermanentError
 from funding.guardrails import KillSwitchOn
 from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
-from funding.money import ZERO, late_interest, wire
-from funding.planning import chunks, costs, debit_risk, make_plan
+from funding.money import ZERO, display, late_interest, wire
+from funding.planning import Plan, chunks, costs, debit_risk, make_plan
 from jobs import failpoints, ladder
 from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
 from jobs.metrics import count_movement, settle_finished
-from jobs.runtime import JobContext, run_job
+from jobs.runtime import JobContext, RunLockLost, run_job
 
 log = structlog.get_logger(__name__)
 
 INTENT_TAG = "settlekeeper intent "
 """Prefix of ``additional_info``: how a settlement is found again after a crash (A5)."""
-LOCK_SECONDS = 60
-"""One settle run per deadline at a time. The lock is extended at every poll, so a live run keeps it
-however long it waits, and a crashed run's lock lapses within a minute (the next phase is not blocked)."""
 MAX_FAILED_ROUNDS = 2
 """The first failure re-plans with fresh amounts; a second one stops and pages a human."""
 IDENTITY_READS = 8
 """Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
+RUN_RECORD_TTL_SECONDS = 8 * 86400
+"""``sk:settle_run:<deadline>`` outlives its deadline by a week (status and audits read it afterwards)."""
 
 
 def replan(deadline: str) -> dict[str, Any]:
@@ -63,24 +67,81 @@ def run_phase(phase: str, deadline: str) -> dict[str, Any]:
 
 
 async def settle(ctx: JobContext, deadline: date, *, phase: str) -> dict[str, Any]:
-    """One settle run for ``deadline``; returns its report (also written to the audit trail)."""
+    """One settle run for ``deadline``; returns its report (also written to the audit trail).
+
+    The run holds the deadline's lock for as long as its process lives: a heartbeat task renews it every
+    third of ``SETTLEKEEPER_SETTLE_HEARTBEAT_SECONDS``, so a run that dies frees it within that long and the
+    listener's guard (``worker/schedule.py``) starts another. ``sk:settle_run:<deadline>`` says what the last
+    run is doing: started and not ended while it runs (or when it died), then its outcome.
+    """
     bound = structlog.contextvars.bound_contextvars(deadline=deadline.isoformat(), phase=phase)
     with bound:
         await ctx.redis.delete(keys.replan_pending(deadline))  # later changes may trigger a new re-plan
-        lock = ctx.redis.lock(keys.plan_lock(deadline), timeout=LOCK_SECONDS)
+        ttl = ctx.settings.settle_heartbeat_seconds
+        lock = ctx.redis.lock(keys.plan_lock(deadline), timeout=ttl)
         if not await lock.acquire(blocking=False):
             await ctx.ledger.note("busy", "settle", f"settle-{deadline}", phase=phase)
             return {"deadline": str(deadline), "outcome": "busy"}
+        heartbeat = asyncio.create_task(_keep_alive(lock, ttl / 3), name="settle-heartbeat")
+        report: dict[str, Any] = {"deadline": str(deadline), "phase": phase, "outcome": "error", "left": []}
         try:
-            ctx.lock = lock  # every wait extends it: a crashed run's lock lapses within LOCK_SECONDS
+            ctx.lock = lock
+            await _run_started(ctx, deadline, phase)
             report = await _settle_locked(ctx, deadline, phase)
         finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             ctx.lock = None
-            with contextlib.suppress(LockError):
+            with contextlib.suppress(redis.RedisError):  # Redis gone: the guard sees "died", after the TTL
+                await _run_ended(ctx, deadline, report)
+            with contextlib.suppress(LockError, redis.RedisError):
                 await lock.release()
         await settle_finished(ctx.redis, phase, report["outcome"])
-        log.info("settle_run", **{k: v for k, v in report.items() if k != "left"}, left=len(report.get("left", [])))
+        log.info(
+            "settle_run",
+            **{k: v for k, v in report.items() if k != "left"},
+            left=len(report.get("left", [])),
+        )
         return report
+
+
+async def _keep_alive(lock: Lock, every: float) -> None:
+    """Renew the run's lock until cancelled; a lock found taken over stops the renewals (and the run's next
+    money call, see :meth:`JobContext.before_call`)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await lock.reacquire()
+        except LockNotOwnedError:
+            log.error("settle_heartbeat_lost", why="the run's lock expired and may be held by another run")
+            return
+        except redis.RedisError as exc:  # a Redis blip: keep trying while the TTL lasts
+            log.warning("settle_heartbeat_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+
+
+async def _run_started(ctx: JobContext, deadline: date, phase: str) -> None:
+    job = get_current_job()
+    started: dict[Any, Any] = {
+        "job_id": job.id if job is not None else "direct",
+        "phase": phase,
+        "started_at": (await ctx.now()).isoformat(),
+        "ended_unix": "",
+        "outcome": "",
+        "left": "",
+    }
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.settle_run(deadline), mapping=started)
+        pipe.expire(keys.settle_run(deadline), RUN_RECORD_TTL_SECONDS)
+        await pipe.execute()
+
+
+async def _run_ended(ctx: JobContext, deadline: date, report: dict[str, Any]) -> None:
+    ended: dict[Any, Any] = {
+        "ended_unix": repr(time.time()),
+        "outcome": str(report["outcome"]),
+        "left": str(len(report.get("left", []))),
+    }
+    await ctx.redis.hset(keys.settle_run(deadline), mapping=ended)
 
 
 async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[str, Any]:
@@ -112,7 +173,20 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
         report["waiting_for"] = str(waiting)
     except KillSwitchOn as kill:
         report["outcome"] = "killed"
-        await ctx.alert("kill_switch", "warning", f"settlement of {deadline} stopped: {kill}", f"kill-{deadline}")
+        count, amount = len(report["left"]), sum((Decimal(t["amount"]) for t in report["left"]), ZERO)
+        await ctx.alert(
+            "kill_switch",
+            "warning",
+            f"settlement of {deadline} stopped by the kill switch ({kill}): {count} transfer"
+            f"{'' if count == 1 else 's'} ({display(amount)}) due by 1 PM ET unsettled; clearing the switch "
+            "starts a settle run",
+            f"kill-{deadline}",
+            unsettled=count,
+            unsettled_amount=wire(amount),
+        )
+    except RunLockLost as lost:
+        report["outcome"] = "superseded"
+        report["why"] = str(lost)
     if report.get("outcome") in ("done", "nothing_due") and not report["left"]:
         await ladder.settled(ctx, deadline)  # nothing due is left unsettled: the ladder's alerts are over
     await ctx.ledger.note("report", "settle", f"settle-{deadline}", **{k: v for k, v in report.items()})
@@ -121,14 +195,34 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
 
 async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str:
     """Plan, fund and settle once; returns ``done``, ``nothing_due``, ``replan``, ``dry_run``, ``refused``
-    or ``failed``."""
-    settings = ctx.settings
+    or ``failed``. A kill switch met on the way leaves every transfer not settled yet in the report."""
     await _wait_for_other_settlements(ctx)  # first: what they settle meanwhile is no longer due
     due = await _unsettled(ctx, deadline)
     if not due:
         await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
         return "done" if report["settled"] else "nothing_due"
-    await ctx.guard.before_call()  # killed, not "RF short": the kill switch zeroes the fund budget
+    settled: set[str] = set()
+    try:
+        await ctx.before_call()  # killed, not "RF short": the kill switch zeroes the fund budget
+        plan = await _plan(ctx, deadline, due, report)
+        if not plan.selected:
+            return "refused"
+        outcome = await _fund_and_settle(ctx, deadline, list(chunks(plan.selected)), report, settled)
+    except KillSwitchOn as kill:
+        report["left"] = _left((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
+        raise
+    if outcome != "settled":
+        return outcome
+    on_time = [] if report["late"] else plan.selected
+    summary = costs(on_time, plan.selected, ctx.settings.fed_upper_bound)
+    await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
+    await _transfer_costs(ctx, deadline, on_time, plan.selected)
+    return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
+
+
+async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], report: dict[str, Any]) -> Plan:
+    """What to settle from SI + RF; when RF is short, who goes first, what is left (reported, alerted)."""
+    settings = ctx.settings
     si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
     rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
     rf_available = min(rf.cash_transferable, await ctx.guard.fund_budget(deadline))
@@ -138,15 +232,12 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
         for account_no in {t.account_no for t in due}:
             cash[account_no] = (await ctx.broker.trade_account(await ctx.account_id(account_no))).cash
         plan = make_plan(deadline, due, si_cash=si_cash, rf_available=rf_available, at_risk=debit_risk(due, cash))
-        report["left"] = [
-            {"transfer_id": str(t.id), "account_no": t.account_no, "amount": wire(t.remaining_payable), "why": why}
-            for t, why in plan.left
-        ]
+        report["left"] = _left(plan.left)
         short = sum((t.remaining_payable for t, _ in plan.left), Decimal(0))
         await ctx.alert(
             "rf_short",
             "critical",
-            f"RF cannot cover {deadline}: {len(plan.left)} transfers ({wire(short)}) left unsettled",
+            f"RF cannot cover {deadline}: {len(plan.left)} transfers ({display(short)}) left unsettled",
             f"rf-short-{deadline}",
             left=len(plan.left),
         )
@@ -160,12 +251,21 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
         si_cash=str(si_cash),
         top_up=str(plan.top_up),
     )
-    if not plan.selected:
-        return "refused"
-    batches = list(chunks(plan.selected))
+    return plan
+
+
+async def _fund_and_settle(
+    ctx: JobContext,
+    deadline: date,
+    batches: list[list[InstantFunding]],
+    report: dict[str, Any],
+    settled: set[str],
+) -> str:
+    """Each batch: top SI up from RF by what it lacks, then settle it; ``settled`` unless a step stopped."""
+    settings = ctx.settings
     for n, batch in enumerate(batches):
-        if n:  # a completed settlement leaves SI at zero, its excess swept to FW (A5): fund each batch
-            si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
+        # a completed settlement leaves SI at zero, its excess swept to FW (A5): fund each batch
+        si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
         top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
         if top_up > 0:
             funded = await _fund(ctx, deadline, top_up)
@@ -177,15 +277,20 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str
         status = await _settle_batch(ctx, deadline, batch)
         if status is SettlementStatus.COMPLETED:
             report["settled"] += len(batch)
+            settled.update(str(t.id) for t in batch)
             continue
         if status is SettlementStatus.FAILED:
             return await _settlement_failed(ctx, deadline)
         return "dry_run" if settings.mode("settle") == "dry-run" else "refused"
-    on_time = [] if report["late"] else plan.selected
-    summary = costs(on_time, plan.selected, settings.fed_upper_bound)
-    await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
-    await _transfer_costs(ctx, deadline, on_time, plan.selected)
-    return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
+    return "settled"
+
+
+def _left(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, str]]:
+    """The report's ``left``: each transfer left unsettled, with why."""
+    return [
+        {"transfer_id": str(t.id), "account_no": t.account_no, "amount": wire(t.remaining_payable), "why": why}
+        for t, why in transfers
+    ]
 
 
 async def _settlement_failed(ctx: JobContext, deadline: date) -> str:
@@ -267,7 +372,7 @@ async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
     key = f"fund-{deadline}-{seq}"
     intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, idempotency_key(key))
     verdict = await ctx.guard.check("fund", amount, day=deadline)
-    if await held_back(ctx, intent, verdict, f"RF → SI journal of {wire(amount)}"):
+    if await held_back(ctx, intent, verdict, f"RF → SI journal of {display(amount)}"):
         return intent.status
     await ctx.ledger.save(intent, "fund_planned")
     return (
@@ -282,9 +387,9 @@ async def _settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFund
     intent = Intent(
         key, "settle", deadline.isoformat(), f"{len(batch)} transfers due {deadline}", total, idempotency_key(key)
     )
-    await ctx.guard.before_call()  # set while SI was being funded: killed, not a guardrail refusal
+    await ctx.before_call()  # set while SI was being funded: killed, not a guardrail refusal
     verdict = await ctx.guard.check("settle", total, day=deadline)
-    if await held_back(ctx, intent, verdict, f"settlement of {wire(total)}", transfers=str(len(batch))):
+    if await held_back(ctx, intent, verdict, f"settlement of {display(total)}", transfers=str(len(batch))):
         return None
     await ctx.ledger.remember_transfers(key, (str(t.id) for t in batch))
     await ctx.ledger.save(intent, "settle_planned", transfers=len(batch))
@@ -303,7 +408,7 @@ async def _dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFun
 async def _post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
     infos = await _transmitters(ctx, {t.account_no for t in batch})
     transfers = [{"instant_transfer_id": str(t.id), "transmitter_info": infos[t.account_no]} for t in batch]
-    await ctx.guard.before_call()
+    await ctx.before_call()
     intent.status = IntentStatus.SENT
     await ctx.ledger.save(intent, "settle_sent", transfers=len(batch))
     failpoints.reach(ctx.settings, "settlement.before_call")

@@ -107,9 +107,25 @@ async def post_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": [f.model_dump(mode="json") for f in rt.faults.faults]})
 
 
+async def get_faults(request: web.Request) -> web.Response:
+    """The faults armed now (each with what is left of its ``times``)."""
+    return web.json_response({"faults": [f.model_dump(mode="json") for f in request.app[RUNTIME].faults.faults]})
+
+
 async def delete_faults(request: web.Request) -> web.Response:
     request.app[RUNTIME].faults.clear()
     return web.json_response({"faults": []})
+
+
+async def get_requests(request: web.Request) -> web.Response:
+    """Every Broker API request the sandbox received (latest 100,000): method, raw path, query string."""
+    rows = [{"method": m, "path": p, "query": q} for m, p, q in request.app[RUNTIME].requests]
+    return web.json_response({"requests": rows})
+
+
+async def delete_requests(request: web.Request) -> web.Response:
+    request.app[RUNTIME].requests.clear()
+    return web.json_response({"requests": []})
 
 
 async def disconnect_streams(request: web.Request) -> web.Response:
@@ -198,9 +214,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sandbox/trades", trades)
     app.router.add_post("/sandbox/journals/{journal_id}/approve", approve_journal)
     app.router.add_post("/sandbox/journals/{journal_id}/reject", reject_journal)
+    app.router.add_get("/sandbox/faults", get_faults)
     app.router.add_post("/sandbox/faults", post_faults)
     app.router.add_delete("/sandbox/faults", delete_faults)
     app.router.add_post("/sandbox/streams/disconnect", disconnect_streams)
+    app.router.add_get("/sandbox/requests", get_requests)
+    app.router.add_delete("/sandbox/requests", delete_requests)
     app.router.add_get("/sandbox/ledger", ledger)
     app.router.add_get("/sandbox/accounts", accounts)
     app.router.add_post("/sandbox/reset", reset)

@@ -10,6 +10,7 @@ import hmac
 import json
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ from sandbox.state import SandboxError, SeedConfig
 
 TICK_SECONDS = 0.05
 """How often (real time) a running clock fires due rules without waiting for a request."""
+
+REQUEST_LOG_SIZE = 100_000
+"""Requests remembered for ``GET /sandbox/requests`` (the oldest are forgotten first)."""
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """A settlement may list 50,000 transfers with full transmitter_info (~20 MB); aiohttp's default is 1 MiB."""
@@ -57,6 +61,9 @@ class Runtime:
     engine: Engine
     faults: FaultBoard = field(default_factory=FaultBoard)
     rate: RateWindow = field(default_factory=RateWindow)
+    requests: deque[tuple[str, str, str]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
+    """(method, path, query string) of the latest Broker API requests (``GET /sandbox/requests``): what a
+    test asserts a client did, and did not, ask for."""
     heartbeat_seconds: float = 15.0
 
     def reset(self, seed: SeedConfig) -> Engine:
@@ -133,6 +140,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         "X-RateLimit-Reset": str(int(rt.rate.started) + 60),
     }
     request[RATE_HEADERS] = headers
+    if not request.path.startswith("/sandbox/"):
+        rt.requests.append((request.method, request.raw_path.split("?", 1)[0], request.query_string))
     response: web.StreamResponse
     if not _authorized(
         request, rt.settings.sandbox_key.get_secret_value(), rt.settings.sandbox_secret.get_secret_value()

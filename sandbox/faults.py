@@ -21,7 +21,8 @@ FaultKind = Literal[
     "truncate",  # after `n` events send half of the next event's line and cut the connection
     "internal_error",  # after `n` events send ": internal server error" and close (v2 streams only)
     "silence",  # send nothing at all, not even heartbeats, for `delay_seconds` (0: until the client leaves)
-    "inject",  # before the `n`-th event of a connection, send `data: <data>` as given (malformed input)
+    "inject",  # before the `n`-th event of a connection, send `data: <data>` as given (malformed input); several
+    # inject faults armed together are all sent; "\udcXX" in `data` sends the raw byte XX (invalid UTF-8)
     "jit_report",  # a JIT report (`report_type`, both when unset) is `mode`: missing, drop_row, alter_amount
 ]
 STREAM_KINDS = frozenset(
@@ -46,6 +47,8 @@ class Fault(BaseModel):
     window: int = Field(default=2, ge=2)
     data: str = ""
     """``inject``: the raw text of the ``data:`` line."""
+    pad_bytes: int = Field(default=0, ge=0, le=64 * 2**20)
+    """``inject``: this many ``x`` appended to ``data`` (an over-long line without a huge request body)."""
     report_type: str | None = None
     """``jit_report``: only this report (``detail`` or ``net_summary``; both when None)."""
     mode: Literal["missing", "drop_row", "alter_amount"] = "missing"

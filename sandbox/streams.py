@@ -93,7 +93,9 @@ def handler(name: StreamName) -> Callable[[web.Request], Awaitable[web.StreamRes
         window = _window(request, log.events, log.index_of, v1)
         if rt_streams(request.app) >= MAX_CONNECTIONS:
             raise SandboxError(429, "Too many requests: at most 25 concurrent SSE connections")
-        faults: dict[str, Fault] = {f.kind: f for f in rt.faults.take_stream(name)}
+        taken = rt.faults.take_stream(name)
+        faults: dict[str, Fault] = {f.kind: f for f in taken if f.kind != "inject"}
+        injections = [f for f in taken if f.kind == "inject"]
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -110,7 +112,16 @@ def handler(name: StreamName) -> Callable[[web.Request], Awaitable[web.StreamRes
                 await _silent(request, silence.delay_seconds)
                 if silence.delay_seconds == 0:
                     return response
-            await _pump(request, response, log_name=name, window=window, faults=faults, v1=v1, eng_id=id(eng))
+            await _pump(
+                request,
+                response,
+                log_name=name,
+                window=window,
+                faults=faults,
+                injections=injections,
+                v1=v1,
+                eng_id=id(eng),
+            )
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -137,6 +148,7 @@ async def _pump(
     log_name: StreamName,
     window: Window,
     faults: dict[str, Fault],
+    injections: list[Fault],
     v1: bool,
     eng_id: int,
 ) -> None:
@@ -151,7 +163,7 @@ async def _pump(
         index = len(log.events)
         if (reorder := faults.get("reorder")) is not None:
             batch = _reorder(batch, reorder.window)
-        if not faults:  # the common case: write in chunks, not one await per event
+        if not faults and not injections:  # the common case: write in chunks, not one await per event
             if await _write_plain(response, batch, window):
                 return
             batch = []
@@ -166,8 +178,9 @@ async def _pump(
                 continue
             sent += 1
             line = f"data: {event.data}\n\n".encode()
-            if (inject := faults.get("inject")) is not None and sent == inject.n:
-                await response.write(f"data: {inject.data}\n\n".encode())
+            for inject in injections:
+                if sent == inject.n:
+                    await response.write(injected(inject.data + "x" * inject.pad_bytes))
             if (cut := faults.get("truncate")) is not None and sent == cut.n + 1:
                 await response.write(line[: len(line) // 2])
                 if request.transport is not None:
@@ -201,6 +214,17 @@ async def _pump(
             task.cancel()
         if not done:
             await response.write(HEARTBEAT)
+
+
+def injected(data: str) -> bytes:
+    """The ``data:`` line of an ``inject`` fault as raw bytes: a lone surrogate ``\\udcXX`` in the JSON string
+    (how JSON spells a byte that is not UTF-8) becomes the byte ``XX``, so invalid UTF-8 can be sent; any
+    other unencodable character is sent as U+FFFD."""
+    line = f"data: {data}\n\n"
+    try:
+        return line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "replace")
 
 
 CHUNK = 256

@@ -80,24 +80,17 @@ def demo_week(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
-    """Serve the settle, cover and alert queues; retries with an interval need the scheduler, so it runs."""
-    import redis
-    from rq import SimpleWorker, Worker
-    from rq.serializers import JSONSerializer
-
+    """Serve the settle, cover and alert queues (with the scheduler: retries with an interval need it)."""
     from funding.redis_factory import redis_url
-    from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
+    from jobs.worker import QUEUES, serve
 
-    worker_class = Worker if args.worker_class == "fork" else SimpleWorker
-    names = (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)
     port = settings.jobs_metrics_port if args.metrics_port is None else args.metrics_port
     with redis_url(settings) as url:
-        connection = redis.Redis.from_url(url)
-        queues = [queue(name, connection) for name in names]
-        worker = worker_class(queues, connection=connection, serializer=JSONSerializer, name=args.name)
-        server = _serve_job_metrics(url, names, port) if port else None
+        server = _serve_job_metrics(url, QUEUES, port) if port else None
         try:
-            return bool(worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level))
+            return serve(
+                url, worker_class=args.worker_class, name=args.name, burst=args.burst, logging_level=settings.log_level
+            )
         finally:
             if server is not None:
                 server.shutdown()

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from funding import ids
 from funding.errors import MalformedDataError
 from funding.models import ActivityEvent, JournalStatusEvent, NTAEvent
 from funding.money import loads_exact, parse_money
@@ -94,6 +95,7 @@ IF_TYPES = frozenset({"MEM", "CSD", "INT"})
 """Activity types that can name an instant-funding transfer (memopost, settlement deposit, late interest)."""
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
+"""A transfer id named in an activity's description (checked as a UUID like any other)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def parse(stream: Stream, data: str) -> Parsed:
     event_id = payload.get(spec.id_field)
     if not isinstance(event_id, str) or not event_id:
         return _dead(stream, "", "missing_id", f"no {spec.id_field}", data)
+    if not ids.is_ulid(event_id):  # never a cursor: the stream would resume from it
+        return _dead(stream, "", "invalid_id", f"{spec.id_field} {event_id[:40]!r} is not a ULID", data)
     try:
         if stream is Stream.JOURNALS:
             journal = JournalStatusEvent.model_validate(payload)
@@ -152,20 +156,22 @@ def parse(stream: Stream, data: str) -> Parsed:
         return refused
     if kind not in IF_TYPES:
         return Parsed(event_id, kind, at=at)
-    transfer_id = details.get("transfer_id") if isinstance(details, dict) else None
-    if transfer_id is None:
+    named: object = details.get("transfer_id") if isinstance(details, dict) else None
+    if named is None:
         match = _TRANSFER_IN_TEXT.search(text)
-        transfer_id = match.group(1) if match else None
-    if kind == "MEM" and not transfer_id:
+        named = match.group(1) if match else None
+    if kind == "MEM" and not named:
         return _dead(stream, event_id, "missing_field", "MEM activity without a transfer_id", data)
+    try:  # the id is read over REST and keys Redis: only a UUID may go on (never "../journals")
+        transfer_id = ids.uuid(named, "transfer_id") if named else None
+    except MalformedDataError as exc:
+        return _dead(stream, event_id, "invalid_id", str(exc), data)
     named_day = details.get("system_date") if isinstance(details, dict) else None
-    return Parsed(
-        event_id,
-        kind,
-        transfer_id=str(transfer_id) if transfer_id else None,
-        at=at,
-        system_date=str(named_day) if named_day else None,
-    )
+    try:  # only a hint of which day to list: a bad one is dropped, the transfer is still read on its own
+        system_date = ids.iso_date(named_day, "system_date").isoformat() if named_day else None
+    except MalformedDataError:
+        system_date = None
+    return Parsed(event_id, kind, transfer_id=transfer_id, at=at, system_date=system_date)
 
 
 def _classified(stream: Stream, event_id: str, kind: str, status: str, at: datetime, raw: str) -> Parsed | None:

@@ -32,7 +32,7 @@ from funding.alerts import Alert, Severity, Transition, raise_alert, resolve_ale
 from funding.broker import BrokerClient
 from funding.calendar import SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
 from funding.errors import SettlekeeperError
-from funding.money import wire
+from funding.money import display, wire
 from funding.store import TransferStore
 from jobs.queues import enqueue_alert_deliveries
 from worker.metrics import ListenerMetrics
@@ -169,7 +169,7 @@ class LimitsMonitor:
         """Raise (or escalate) today's alert of ``usage``, or resolve it; close the previous date's."""
         key = usage.dedup_key(system_date)
         severity = self.severity(usage.ratio)
-        text = f"{usage.name} {usage.ratio:.0%} used: {wire(usage.in_use)} of {wire(usage.limit)}"
+        text = f"{usage.name} {usage.ratio:.0%} used: {display(usage.in_use)} of {display(usage.limit)}"
         if severity is None:
             back = f"{text}, back under {self.settings.limit_warning_ratio:.0%}"
             change = await resolve_alert(self.redis, Alert(usage.kind, Severity.INFO, key, back))

@@ -122,6 +122,7 @@ class Listener:
                 on_connect=heal_trigger.set,
                 on_hints=resolver.wake.set,
                 now=self.now,
+                sync_clock=lambda: self._sync_clock(broker),
             )
             for name in self.settings.stream_names
         ]
@@ -174,6 +175,11 @@ class Listener:
         )
         if not stop.is_set():
             await self.lease.release()
+
+    async def _sync_clock(self, broker: BrokerClient) -> None:
+        """Read the broker's clock now (when following it), instead of at the next refresh."""
+        if isinstance(self._clock, FixedClock):
+            self._clock.set(await broker.clock())
 
     async def _follow_clock(self, broker: BrokerClient, clock: FixedClock, halt: asyncio.Event) -> None:
         while not halt.is_set():

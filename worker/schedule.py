@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time as time_module
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import redis
 import structlog
+from rq.job import Job, JobStatus
 
 from config.settings import Settings
 from funding import keys
 from funding.alerts import Alert, Severity, move_sync
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
-from jobs.queues import enqueue_alert_deliveries, enqueue_phase, failed_job_ids, job_function
+from jobs.queues import (
+    SETTLE_QUEUE,
+    enqueue_alert_deliveries,
+    enqueue_once,
+    enqueue_phase,
+    failed_job_ids,
+    job_function,
+)
 from jobs.reports import useful_until
 
 log = structlog.get_logger(__name__)
@@ -129,6 +139,79 @@ def due_ladder_steps(now: datetime, settings: Settings, calendar: TradingCalenda
     return due
 
 
+GUARD_RETRY_SECONDS = 60.0
+"""A settle run that ended waiting (a journal or settlement in progress), superseded or on an error is run
+again by the guard this long (wall clock) after it ended, not in a loop."""
+PENDING_JOB_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+"""An RQ job in one of these states will run once a worker takes it: no other run is needed meanwhile."""
+RETRIED_OUTCOMES = frozenset({"in_progress", "error", "superseded"})
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """What ``sk:settle_run:<deadline>`` says of the deadline's last settle run."""
+
+    started_at: datetime | None
+    ended_unix: float | None
+    """None while the run is alive, or when it died without ending."""
+    outcome: str
+    left: int
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> LastRun | None:
+        if not raw.get("started_at"):
+            return None
+        ended = raw.get("ended_unix") or ""
+        return cls(
+            datetime.fromisoformat(raw["started_at"]),
+            float(ended) if ended else None,
+            raw.get("outcome", ""),
+            int(raw.get("left") or 0),
+        )
+
+
+def guard_reason(
+    now: datetime,
+    wall: float,
+    settings: Settings,
+    calendar: TradingCalendar,
+    *,
+    unsettled: int,
+    alive: bool,
+    kill_switch: bool,
+    last: LastRun | None,
+    waiting: bool,
+) -> str | None:
+    """Why a settle run of today's deadline must start now, or None.
+
+    From the first settle phase until the 8 PM ET cancellation, while transfers due today are unsettled,
+    no run is alive (its heartbeat lock is gone), the kill switch is off and no settle job already waits
+    for a worker (``waiting``): ``died`` (the last run started and never ended), ``no_run`` (none started
+    since the first phase), ``kill_switch_cleared`` (the last run was stopped by the switch), or the last
+    run's outcome when it may succeed if run again (:data:`RETRIED_OUTCOMES`, after
+    :data:`GUARD_RETRY_SECONDS`). A run that ended otherwise (done, RF short, refused, dry-run, failed and
+    paged) is not repeated: the 12:30, 13:05 and 19:00 phases and the listener's re-plans do that.
+    """
+    local = to_et(now)
+    today = local.date()
+    if not calendar.is_trading_day(today):
+        return None
+    first = at_et(today, time.fromisoformat(settings.phase_settle))
+    if not first <= local < at_et(today, CYCLE_CUTOFF):
+        return None
+    if not unsettled or alive or kill_switch or waiting:
+        return None
+    if last is None or last.started_at is None or last.started_at < first:
+        return "no_run"
+    if last.ended_unix is None:
+        return "died"
+    if last.outcome == "killed":
+        return "kill_switch_cleared"
+    if last.outcome in RETRIED_OUTCOMES and wall - last.ended_unix >= GUARD_RETRY_SECONDS:
+        return last.outcome
+    return None
+
+
 class Scheduler:
     def __init__(
         self, settings: Settings, rq_connection: redis.Redis, now: Callable[[], datetime], calendar: TradingCalendar
@@ -157,9 +240,55 @@ class Scheduler:
             # marked only once RQ has the job (the unique job id covers a crash in between): a failed
             # enqueue is retried by the next tick instead of being lost behind its marker
             await asyncio.to_thread(self.rq.set, keys.action(job_id), "1", ex=MARKER_SECONDS)
+        if (guard := await asyncio.to_thread(self.guard_settlement, now)) is not None:
+            enqueued.append(guard)
         await asyncio.to_thread(self.page_failed_jobs)
         await self.flush_alerts()
         return enqueued
+
+    def guard_settlement(self, now: datetime) -> str | None:
+        """Start a settle run of today's deadline when :func:`guard_reason` says one must; returns its job id.
+
+        Whichever process died (the worker, its job, the listener that enqueued a phase, Redis losing the
+        queue), the deadline's transfers are looked after again within a heartbeat TTL plus a tick."""
+        today = to_et(now).date()
+        if not self.calendar.is_trading_day(today) or to_et(now).time() < time.fromisoformat(
+            self.settings.phase_settle
+        ):
+            return None  # outside the window: no Redis reads on most ticks of the day
+        with self.rq.pipeline(transaction=False) as pipe:
+            pipe.scard(keys.due(today))
+            pipe.exists(keys.plan_lock(today))
+            pipe.exists(keys.KILL_SWITCH)
+            pipe.hgetall(keys.settle_run(today))
+            pipe.get(keys.settle_guard(today))
+            unsettled, alive, kill, run, guard_job = pipe.execute()
+        waiting = any(
+            _job_pending(self.rq, job_id) for job_id in (f"phase-settle-{today}", text(guard_job) if guard_job else "")
+        )
+        last = LastRun.from_hash({text(k): text(v) for k, v in run.items()})
+        reason = guard_reason(
+            now,
+            time_module.time(),
+            self.settings,
+            self.calendar,
+            unsettled=int(unsettled),
+            alive=bool(alive),
+            kill_switch=bool(kill),
+            last=last,
+            waiting=waiting,
+        )
+        if reason is None:
+            return None
+        job_id = f"settle-guard-{today}-{self.rq.incr(keys.settle_guard_seq(today))}"
+        self.rq.expire(keys.settle_guard_seq(today), MARKER_SECONDS)
+        if enqueue_once(
+            self.rq, SETTLE_QUEUE, "jobs.settle.run_phase", {"phase": "guard", "deadline": today.isoformat()}, job_id
+        ):
+            self.rq.set(keys.settle_guard(today), job_id, ex=MARKER_SECONDS)
+            log.warning("settle_guard_started", reason=reason, deadline=today.isoformat(), job_id=job_id)
+            return job_id
+        return None
 
     def page_failed_jobs(self) -> None:
         """A job that failed for good (retries exhausted, in RQ's failed registry) pages once per job id;
@@ -207,3 +336,15 @@ class Scheduler:
                 log.warning("schedule_tick_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(halt.wait(), timeout=every)
+
+
+def _job_pending(connection: redis.Redis, job_id: str) -> bool:
+    """True when the RQ job ``job_id`` exists and waits to run (queued, scheduled for a retry, deferred)."""
+    if not job_id:
+        return False
+    status = connection.hget(Job.key_for(job_id), "status")
+    return status is not None and text(status) in PENDING_JOB_STATES
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,9 +9,10 @@ the status and headers of a failed connect. Here each :func:`open_stream` call b
   ``on_comment``;
 - the end of the body raises :class:`StreamClosed` instead of letting the library reconnect;
 - an unterminated last line (an event cut mid-line) is counted and discarded, never parsed;
-- a broken read (cut connection, the ``sock_read`` watchdog, a line longer than twice ``read_bufsize``)
-  raises :class:`StreamClosed` too, and bytes that are not UTF-8 become U+FFFD instead of crashing the
-  library's strict decode;
+- a broken read (cut connection, the ``sock_read`` watchdog) raises :class:`StreamClosed` too, and bytes
+  that are not UTF-8 become U+FFFD instead of crashing the library's strict decode;
+- a line longer than :data:`MAX_LINE_BYTES` is skipped to its end and reported to ``on_oversized``
+  (the reader dead-letters it) while the connection goes on: a reconnect would read it again, forever;
 
 and maps connect failures onto the error tree with the status and ``X-RateLimit-Reset`` captured by
 an aiohttp trace hook, closing the failed response the library would leave holding a connection.
@@ -20,8 +21,9 @@ an aiohttp trace hook, closing the failed response the library would leave holdi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -65,20 +67,50 @@ def stream_session(heartbeat_seconds: float, info: ConnectInfo) -> aiohttp.Clien
 
 
 MAX_LINE_BYTES = 2 * 2**20
-"""An event line longer than this ends the connection (aiohttp's own readline limit was 2 x read_bufsize)."""
+"""An event line longer than this is skipped and dead-lettered (Alpaca's events are a few hundred bytes)."""
+
+
+OVERSIZED_HEAD_BYTES = 2000
+"""How much of an over-long line is kept in its dead letter (enough to see what it was)."""
+
+
+@dataclass
+class Oversized:
+    """An event line longer than :data:`MAX_LINE_BYTES`, skipped: its start, its length, its hash."""
+
+    head: bytes
+    length: int = 0
+    digest: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    def add(self, part: bytes) -> None:
+        self.length += len(part)
+        self.digest.update(part)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.digest.hexdigest())
+
+
+OnOversized = Callable[[Oversized], Awaitable[None]]
 
 
 class _Lines:
     """The response's line iterator, with comments surfaced and every end of the stream made explicit.
 
-    The library runs ``async for`` over it once per event, so it keeps no state between lines.
+    The library runs ``async for`` over it once per event, so it keeps no state between lines. A line
+    longer than :data:`MAX_LINE_BYTES` is skipped up to its end, reported in order to ``on_oversized``,
+    and reading goes on: the connection is not dropped (reconnecting would meet the same line again).
     """
 
-    def __init__(self, content: aiohttp.StreamReader, on_comment: Callable[[str], None]) -> None:
+    def __init__(
+        self, content: aiohttp.StreamReader, on_comment: Callable[[str], None], on_oversized: OnOversized
+    ) -> None:
         self._content = content
         self._on_comment = on_comment
-        self._ready: deque[bytes] = deque()
+        self._on_oversized = on_oversized
+        self._ready: deque[bytes | Oversized] = deque()
         self._partial = b""
+        self._skipping: Oversized | None = None
         self.truncated = 0
 
     def __aiter__(self) -> _Lines:
@@ -92,6 +124,9 @@ class _Lines:
             while not self._ready:
                 await self._fill()
             raw = self._ready.popleft()
+            if isinstance(raw, Oversized):
+                await self._on_oversized(raw)
+                continue
             if raw[:1] == b":":
                 self._on_comment(raw[1:].decode("utf-8", "replace").strip())
                 continue
@@ -106,15 +141,29 @@ class _Lines:
         except (aiohttp.ClientError, TimeoutError, HttpProcessingError) as exc:
             raise StreamClosed(f"event stream broke: {type(exc).__name__}") from None  # cut, or the watchdog
         if not chunk:
-            if self._partial:
+            if self._partial or self._skipping is not None:
                 self.truncated += 1
                 raise StreamClosed("the server closed the event stream in the middle of a line")
             raise StreamClosed("the server closed the event stream")
+        if self._skipping is not None:  # inside an over-long line: drop bytes until its end
+            end = chunk.find(b"\n")
+            self._skipping.add(chunk if end < 0 else chunk[:end])
+            if end < 0:
+                return
+            self._ready.append(self._skipping)
+            self._skipping, chunk = None, chunk[end + 1 :]
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
+        for line in lines:
+            if len(line) > MAX_LINE_BYTES:  # whole, but too long all the same
+                self._ready.append(oversized := Oversized(line[:OVERSIZED_HEAD_BYTES]))
+                oversized.add(line)
+            else:
+                self._ready.append(line[:-1] if line[-1:] == b"\r" else line)
         if len(self._partial) > MAX_LINE_BYTES:
-            raise StreamClosed(f"an event line is longer than {MAX_LINE_BYTES} bytes")
-        self._ready.extend(line[:-1] if line[-1:] == b"\r" else line for line in lines)
+            self._skipping = Oversized(self._partial[:OVERSIZED_HEAD_BYTES])
+            self._skipping.add(self._partial)
+            self._partial = b""
 
 
 @dataclass
@@ -134,6 +183,7 @@ async def open_stream(
     params: Mapping[str, str],
     headers: Mapping[str, str],
     on_comment: Callable[[str], None],
+    on_oversized: OnOversized,
 ) -> AsyncIterator[AsyncIterator[Message]]:
     """Connect once; yield an iterator of messages that ends by raising :class:`StreamClosed`."""
     source = EventSource(
@@ -153,7 +203,7 @@ async def open_stream(
         raise _connect_error(url, info, exc) from None
     response, info.response = info.response, None  # the one the library now reads from
     assert response is not None
-    response.content = _Lines(response.content, on_comment)
+    response.content = _Lines(response.content, on_comment, on_oversized)
 
     async def messages() -> AsyncIterator[Message]:
         async for event in source:  # ends by raising StreamClosed from _Lines, never by reconnecting

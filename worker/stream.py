@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -21,14 +21,20 @@ import structlog
 from prometheus_client import Counter
 
 from config.settings import Settings
+from funding import ids
+from funding.alerts import Alert, Severity, raise_alert
+from funding.calendar import to_et
 from funding.errors import RetryableError, SettlekeeperError
 from funding.store import DeadLetter, LeaseLostError, TransferStore
 from worker.events import SPECS, Parsed, Stream, parse
 from worker.metrics import ListenerMetrics
-from worker.sse import ConnectInfo, StreamClosed, open_stream, stream_session
+from worker.sse import MAX_LINE_BYTES, ConnectInfo, Oversized, StreamClosed, open_stream, stream_session
 
 log = structlog.get_logger(__name__)
 
+MAX_EVENT_ID_AHEAD_SECONDS = 3600.0
+"""A ULID carries its emission time; one dated further than this ahead of the broker's clock is refused as a
+cursor (it would make every later event look like a replay). Clocks agree to seconds; an hour is generous."""
 BATCH = 512
 """Events committed per Redis round trip at most; under load batches fill, when idle each event goes alone."""
 _END = Parsed("", "end")
@@ -50,6 +56,7 @@ class StreamReader:
         on_connect: Callable[[], None],
         on_hints: Callable[[], None],
         now: Callable[[], datetime],
+        sync_clock: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = SPECS[stream]
         self.settings = settings
@@ -59,6 +66,8 @@ class StreamReader:
         self._on_connect = on_connect
         self._on_hints = on_hints
         self._now = now
+        self._sync_clock = sync_clock or _nothing
+        """Reads the broker's clock again now (the sandbox's); with wall time, nothing to do."""
         self.connected = False
         self._stopping = False
         self.last_alive = 0.0
@@ -103,7 +112,7 @@ class StreamReader:
         self, session: object, info: ConnectInfo, stop: asyncio.Event, committer: asyncio.Task[None]
     ) -> tuple[str, bool]:
         """One connection; returns (why it ended, whether it was up long enough to reset the backoff)."""
-        self._cursor = await self.store.cursor(self.name)
+        self._cursor = await self._stored_cursor()
         params = self._params()
         started = time.monotonic()
         stop_wait = asyncio.create_task(stop.wait())
@@ -115,6 +124,7 @@ class StreamReader:
                 params=params,
                 headers={"Authorization": _basic(self.settings)},
                 on_comment=self._comment,
+                on_oversized=self._oversized,
             ) as messages:
                 self.connected = True
                 self.metrics.connected.labels(self.name).set(1)
@@ -149,6 +159,15 @@ class StreamReader:
             self.connected = False
             self.metrics.connected.labels(self.name).set(0)
 
+    async def _stored_cursor(self) -> str | None:
+        """The stored cursor; one that is not a ULID (written before ids were checked) is not resumed from."""
+        cursor = await self.store.cursor(self.name)
+        if cursor is not None and not ids.is_ulid(cursor):
+            log.error("stream_cursor_invalid", stream=self.name, cursor=cursor[:40], resume="from history")
+            self.metrics.malformed.labels(self.name, "invalid_cursor").inc()
+            return None
+        return cursor
+
     def _params(self) -> dict[str, str]:
         if self._cursor:
             return {self.spec.cursor_param: self._cursor}
@@ -173,9 +192,30 @@ class StreamReader:
         if kind == "internal_error":
             log.warning("stream_internal_error", stream=self.name)
 
+    async def _oversized(self, line: Oversized) -> None:
+        """An event line too long to read: dead-lettered (once: its hash is in it) in its place in the order."""
+        head = line.head.decode("utf-8", "replace")
+        detail = f"an event line of {line.length} bytes (over {MAX_LINE_BYTES}) was skipped"
+        letter = DeadLetter(self.name, "oversized", detail, f"{head}… ({line.length} bytes, sha256 {line.sha256})")
+        await self._queue.put(Parsed("", "invalid", dead=letter))
+
+    def _too_far_ahead(self, event_id: str) -> bool:
+        return ids.ulid_millis(event_id) / 1000 - MAX_EVENT_ID_AHEAD_SECONDS > self._now().timestamp()
+
+    async def _future(self, parsed: Parsed, data: str) -> Parsed:
+        """An event whose id is dated far ahead of the broker's clock cannot be a cursor: a dead letter (the
+        clock is read again first, as the sandbox's may just have jumped)."""
+        await self._sync_clock()
+        if not self._too_far_ahead(parsed.event_id):
+            return parsed
+        detail = f"event id {parsed.event_id} is dated more than {MAX_EVENT_ID_AHEAD_SECONDS:.0f} s ahead"
+        return Parsed("", "invalid", dead=DeadLetter(self.name, "future_id", detail, data))
+
     async def _read(self, messages: object) -> None:
         async for message in messages:  # type: ignore[attr-defined]
             parsed = parse(self.spec.name, message.data)
+            if parsed.event_id and self._too_far_ahead(parsed.event_id):
+                parsed = await self._future(parsed, message.data)
             self.last_alive = time.time()
             counter = self._counters.get(parsed.kind)
             if counter is None:
@@ -209,10 +249,11 @@ class StreamReader:
         for item in batch:
             if item.at is not None:
                 newest_at = item.at if newest_at is None else max(newest_at, item.at)
-            if item.event_id and cursor is not None and item.event_id <= cursor:
-                self.metrics.replayed.labels(self.name).inc()
-            if item.event_id and (cursor is None or item.event_id > cursor):
-                cursor = item.event_id
+            if item.event_id:  # a checked ULID (parse() dead-letters any other): the cursor only moves forward
+                if cursor is not None and ids.ulid_order(item.event_id) <= ids.ulid_order(cursor):
+                    self.metrics.replayed.labels(self.name).inc()
+                else:
+                    cursor = item.event_id
             if item.dead is not None:
                 dead.append(item.dead)
                 dead_ids[item.dead] = item.event_id
@@ -253,12 +294,36 @@ class StreamReader:
                 reason=letter.reason,
                 detail=letter.detail,
             )
+        if kept:
+            await self._alert_dead_letters(kept)
         self.metrics.cursor_timestamp.labels(self.name).set(time.time())
         if newest_at is not None:
             self.metrics.lag.labels(self.name).set(max((self._now() - newest_at).total_seconds(), 0.0))
         if hints:
             self._on_hints()
 
+    async def _alert_dead_letters(self, kept: list[DeadLetter]) -> None:
+        """One warning per stream and ET day that events could not be read (raised once; the scheduler's
+        tick delivers it). What they named is healed by the REST poller; the dead letters say what they were."""
+        day = to_et(self._now()).date()
+        reasons = ", ".join(sorted({letter.reason for letter in kept}))
+        alert = Alert(
+            "dead_letters",
+            Severity.WARNING,
+            f"dead-letters-{self.name}-{day}",
+            f"{self.name} stream: events could not be read ({reasons}) and were dead-lettered on {day}; "
+            "the stream moved past them and the REST poller heals what they named",
+            {"stream": self.name, "reasons": reasons, "first_detail": kept[0].detail[:300]},
+        )
+        try:
+            await raise_alert(self.store.redis, alert)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("dead_letter_alert_failed", stream=self.name, error=type(exc).__name__)
+
 
 def _basic(settings: Settings) -> str:
     return aiohttp.encode_basic_auth(settings.broker_key.get_secret_value(), settings.broker_secret.get_secret_value())
+
+
+async def _nothing() -> None:
+    return None

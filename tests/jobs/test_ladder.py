@@ -90,7 +90,7 @@ async def test_a_short_day_climbs_every_step_and_each_alert_resolves_when_its_co
     await run_step(redis_client, run_worker, "warning", day)
     [warning] = alerts(redis_client, "shortfall_projected")
     assert (warning["severity"], warning["shortfall"], warning["minutes_to_cutoff"]) == ("warning", "1100.00", "90")
-    assert "1100.00 short of the 1700.00 due" in warning["summary"]
+    assert "1,100.00 short of the 1,700.00 due" in warning["summary"]
 
     await sandbox.set_clock(et(day, 12))
     await run_settle(redis_client, run_worker, day)

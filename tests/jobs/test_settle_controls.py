@@ -137,7 +137,8 @@ async def test_kill_switch_set_while_the_journal_executes_stops_before_the_settl
 async def test_kill_switch_on_before_the_run_is_reported_as_killed_not_as_rf_short(
     make_sandbox: SandboxFactory, job_env: JobEnv, run_worker: RunWorker, redis_client: redis.Redis
 ) -> None:
-    """With sk:kill set the plan must not blame RF: outcome killed, one kill_switch alert, nothing moves."""
+    """With sk:kill set the plan must not blame RF: outcome killed, every unsettled transfer listed as left
+    because of the switch, one kill_switch alert counting them, nothing moves."""
     sandbox = await make_sandbox(settlement_delay_seconds=0)
     job_env(sandbox)
     created = await create_transfers(sandbox, ["10.00"])
@@ -148,8 +149,18 @@ async def test_kill_switch_on_before_the_run_is_reported_as_killed_not_as_rf_sho
 
     report = await run_settle(redis_client, run_worker, deadline)
 
-    assert (report["outcome"], report["left"]) == ("killed", [])
-    assert [a["kind"] for a in alerts(redis_client)] == ["kill_switch"]
+    assert report["outcome"] == "killed"
+    assert report["left"] == [
+        {
+            "transfer_id": created[0]["id"],
+            "account_no": "8100000001",
+            "amount": "10.00",
+            "why": "kill switch is on: drill",
+        }
+    ]
+    [alert] = alerts(redis_client)
+    assert (alert["kind"], alert["unsettled"], alert["unsettled_amount"]) == ("kill_switch", "1", "10.00")
+    assert "1 transfer (10.00) due by 1 PM ET unsettled" in alert["summary"]
     assert (await journals(sandbox), await settlements(sandbox)) == ([], [])
     assert await ledger_length(sandbox) == entries
     await reconciled(sandbox)

@@ -99,7 +99,7 @@ async def test_if_limit_warns_at_80_escalates_at_95_and_resolves_when_cancellati
         "1000.00",
         MONDAY.isoformat(),
     )
-    assert "instant funding limit 80% used: 800.00 of 1000.00" in warning["summary"]
+    assert "instant funding limit 80% used: 800.00 of 1,000.00" in warning["summary"]
 
     await sandbox.create_transfer("8100000003", "150.00")
     await handle.monitor.poll()

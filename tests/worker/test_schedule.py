@@ -417,3 +417,88 @@ async def test_a_job_that_failed_for_good_pages_once_and_resolves_when_requeued(
     scheduler.page_failed_jobs()
     entries = [e for _, e in redis_client.xrange(keys.ALERTS) if e[b"kind"] == b"job_failed"]
     assert [e[b"action"] for e in entries] == [b"trigger", b"resolve"]
+
+
+NOON = et(DEADLINE, 12, 0)
+WALL = 1_000_000.0
+
+
+def guard(
+    now: datetime = NOON,
+    *,
+    unsettled: int = 3,
+    alive: bool = False,
+    kill_switch: bool = False,
+    last: schedule.LastRun | None = None,
+    waiting: bool = False,
+    wall: float = WALL,
+) -> str | None:
+    return schedule.guard_reason(
+        now,
+        wall,
+        SETTINGS,
+        CALENDAR,
+        unsettled=unsettled,
+        alive=alive,
+        kill_switch=kill_switch,
+        last=last,
+        waiting=waiting,
+    )
+
+
+def ran(outcome: str, *, started: datetime = NOON, ended_ago: float | None = 5.0, left: int = 0) -> schedule.LastRun:
+    return schedule.LastRun(started, None if ended_ago is None else WALL - ended_ago, outcome, left)
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "expected"),
+    [
+        ("before the first settle phase", {"now": et(DEADLINE, 11, 59)}, None),
+        ("at 8 PM the transfers are canceled", {"now": et(DEADLINE, 20, 0)}, None),
+        ("Thanksgiving: no deadline", {"now": et(date(2026, 11, 26), 12, 5)}, None),
+        ("nothing unsettled", {"unsettled": 0, "last": ran("x", ended_ago=None)}, None),
+        ("a run is alive", {"alive": True, "last": ran("x", ended_ago=None)}, None),
+        ("the kill switch is on", {"kill_switch": True, "last": ran("x", ended_ago=None)}, None),
+        ("a settle job waits for a worker", {"waiting": True}, None),
+        ("no run since the phase (its job was lost)", {}, "no_run"),
+        ("only a run from before the phase", {"last": ran("done", started=et(DEADLINE, 10))}, "no_run"),
+        ("the last run died", {"last": ran("", ended_ago=None)}, "died"),
+        ("the switch stopped the last run and is clear now", {"last": ran("killed")}, "kill_switch_cleared"),
+        ("a run waiting on a journal, just ended", {"last": ran("in_progress", ended_ago=10)}, None),
+        ("a run waiting on a journal, a minute ago", {"last": ran("in_progress", ended_ago=61)}, "in_progress"),
+        ("a run that raised, a minute ago", {"last": ran("error", ended_ago=61)}, "error"),
+        ("done: the listener's re-plans take over", {"last": ran("done", ended_ago=3600)}, None),
+        ("RF short: the 12:30 retry and a wire do", {"last": ran("done", ended_ago=3600, left=4)}, None),
+        ("refused by a guardrail: a person must act", {"last": ran("refused", ended_ago=3600)}, None),
+        ("after 1 PM an ended run is not repeated", {"now": et(DEADLINE, 19, 30), "last": ran("done")}, None),
+        (
+            "after 1 PM a crash is still healed before 8 PM (died)",
+            {"now": et(DEADLINE, 19, 30), "last": ran("", ended_ago=None)},
+            "died",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_the_settle_guard_starts_a_run_exactly_when_one_is_needed(
+    case: str, kwargs: dict[str, object], expected: str | None
+) -> None:
+    """From the first settle phase until 8 PM ET the guard starts a run when the last one died, none started,
+    the kill switch that stopped it was cleared, or it may succeed now; never while one is alive or waits."""
+    assert guard(**kwargs) == expected  # type: ignore[arg-type]
+
+
+async def test_the_guard_enqueues_one_run_for_a_dead_one_and_none_while_it_waits(redis_client: redis.Redis) -> None:
+    """A run record that started and never ended, no lock: one guard job, then none while it is queued."""
+    redis_client.sadd(keys.due(DEADLINE), "a-transfer")
+    redis_client.hset(keys.settle_run(DEADLINE), mapping={"job_id": "phase-settle", "started_at": NOON.isoformat()})
+    scheduler = Scheduler(SETTINGS, redis_client, lambda: NOON, CALENDAR)
+    first = scheduler.guard_settlement(et(DEADLINE, 12, 1))
+    assert first == f"settle-guard-{DEADLINE}-1"
+    job = Job.fetch(first, connection=redis_client, serializer=JSONSerializer)
+    assert (job.origin, job.kwargs) == (SETTLE_QUEUE, {"phase": "guard", "deadline": DEADLINE.isoformat()})
+    assert scheduler.guard_settlement(et(DEADLINE, 12, 2)) is None, "the first one still waits for a worker"
+    redis_client.set(keys.plan_lock(DEADLINE), "a live run")
+    job.delete()
+    assert scheduler.guard_settlement(et(DEADLINE, 12, 3)) is None, "a run is alive"
+    redis_client.delete(keys.plan_lock(DEADLINE))
+    assert scheduler.guard_settlement(et(DEADLINE, 12, 4)) == f"settle-guard-{DEADLINE}-2"

@@ -7,6 +7,7 @@ a line cut at a clean end, a wrong content type, a redirect, a 204, an oversized
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import time
@@ -26,7 +27,16 @@ from config.settings import Settings, load_settings
 from funding.errors import ClientError, RateLimitedError, ServerError, TransportError
 from tests.conftest import Sandbox
 from tests.sse import ACTIVITIES, replay
-from worker.sse import ConnectInfo, Message, StreamClosed, open_stream, stream_session
+from worker.sse import (
+    MAX_LINE_BYTES,
+    ConnectInfo,
+    Message,
+    Oversized,
+    StreamClosed,
+    _Lines,
+    open_stream,
+    stream_session,
+)
 
 MONDAY = "2026-11-23"
 WELCOME = "welcome to the Alpaca events"
@@ -118,10 +128,27 @@ def reply(status: int, content_type: str = "text/plain", *, hold: bool = False, 
 
 
 def connect(
-    http: Http, url: str, on_comment: Callable[[str], None] = lambda _: None, **kw: dict[str, str]
+    http: Http,
+    url: str,
+    on_comment: Callable[[str], None] = lambda _: None,
+    oversized: list[Oversized] | None = None,
+    **kw: dict[str, str],
 ) -> AbstractAsyncContextManager[AsyncIterator[Message]]:
-    """open_stream on the test session; ``params`` and ``headers`` default to empty."""
-    return open_stream(*http, url, params=kw.get("params", {}), headers=kw.get("headers", {}), on_comment=on_comment)
+    """open_stream on the test session; ``params`` and ``headers`` default to empty; over-long lines are
+    appended to ``oversized`` (and must not occur when it is None)."""
+
+    async def on_oversized(line: Oversized) -> None:
+        assert oversized is not None, f"unexpected over-long line of {line.length} bytes"
+        oversized.append(line)
+
+    return open_stream(
+        *http,
+        url,
+        params=kw.get("params", {}),
+        headers=kw.get("headers", {}),
+        on_comment=on_comment,
+        on_oversized=on_oversized,
+    )
 
 
 async def drain(messages: AsyncIterator[Message], into: list[Message], within: float = 1.0) -> None:
@@ -390,11 +417,46 @@ async def test_data_line_over_128_kib_is_delivered_intact(script: ScriptFactory,
         assert await read_to_close(messages) == [Message(payload)]
 
 
-async def test_line_past_the_buffer_limit_is_stream_closed(script: ScriptFactory, http: Http) -> None:
-    """A 3 MiB line (past 2 x 1 MiB) raises StreamClosed, not aiohttp's LineTooLong, and nothing is yielded."""
-    server = await script(sse(b"data: " + b"x" * 3 * 2**20 + b"\n\n"))
-    async with connect(http, server.url) as messages:
-        assert await read_to_close(messages) == []
+async def test_line_past_the_limit_is_skipped_reported_once_and_the_stream_goes_on(
+    script: ScriptFactory, http: Http
+) -> None:
+    """A 3 MiB line (past MAX_LINE_BYTES) is never yielded: it is skipped to its end, reported once with its
+    start, length and hash, and the event after it arrives on the same connection (no reconnect loop)."""
+    line = b"data: " + b"x" * 3 * 2**20
+    server = await script(sse(line[: 2**20], line[2**20 :] + b"\n\n", b'data: {"n": 1}\n\n'))
+    oversized: list[Oversized] = []
+    async with connect(http, server.url, oversized=oversized) as messages:
+        assert await read_to_close(messages) == [Message('{"n": 1}')]
+    assert [(o.head[:10], o.length, o.sha256) for o in oversized] == [
+        (b"data: xxxx", len(line), hashlib.sha256(line).hexdigest())
+    ]
+    assert len(server.queries) == 1
+
+
+class Chunks:
+    """A response body that hands out exactly these chunks (what one ``readany`` returns each time)."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    async def readany(self) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+async def test_a_whole_line_past_the_limit_in_one_read_is_skipped_too() -> None:
+    """An over-long line that arrives with its newline in one read is reported the same way, never yielded."""
+    line = b"data: " + b"y" * (MAX_LINE_BYTES + 10)
+    oversized: list[Oversized] = []
+
+    async def report(found: Oversized) -> None:
+        oversized.append(found)
+
+    lines = _Lines(Chunks(line + b'\n\ndata: {"n": 2}\n\n'), lambda _: None, report)  # type: ignore[arg-type]
+    read = [await anext(lines) for _ in range(3)]
+    assert read == [b"", b'data: {"n": 2}', b""]
+    assert [o.length for o in oversized] == [len(line)]
+    with pytest.raises(StreamClosed):
+        await anext(lines)
 
 
 async def test_retry_and_id_fields_do_not_break_parsing(script: ScriptFactory, http: Http) -> None:

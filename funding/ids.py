@@ -1,0 +1,87 @@
+"""Ids from events and responses, checked before anything uses them; URL paths from quoted segments.
+
+Data read from a stream or a response never chooses which endpoint an authenticated request reaches, or
+which Redis key is written: every id has the shape of its kind before it is used (a UUID, an account
+number, a ULID, an ISO date), and a URL path is only ever built by :func:`path` from constant segments
+and checked ids, each percent-quoted (``/`` included), so ``../journals`` could never climb out even if
+a check were missed. A refused id raises :class:`~funding.errors.MalformedDataError` naming what it was
+meant to be; the value is shown truncated, as data, never followed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from urllib.parse import quote
+
+from funding.errors import MalformedDataError
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_ACCOUNT_NUMBER = re.compile(r"[0-9A-Za-z]{1,32}")
+"""Alpaca's account numbers are letters and digits (``7536050SI``, ``601234567``); 32 is far beyond any."""
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
+"""26 Crockford base32 characters, the first at most 7 (128 bits); I, L and O are Crockford's aliases of 1,
+1 and 0 (Alpaca's own examples use them), U is not a digit."""
+_ULID_ALIASES = str.maketrans("ILO", "110")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:60]
+
+
+def uuid(value: object, what: str) -> str:
+    """``value`` as a canonical (lower-case, hyphenated) UUID string; refused otherwise."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise MalformedDataError(f"{what} is not a UUID: {_shown(value)}")
+    return value.lower()
+
+
+def account_number(value: object, what: str = "account number") -> str:
+    """An account number (letters and digits); refused otherwise."""
+    if not isinstance(value, str) or not _ACCOUNT_NUMBER.fullmatch(value):
+        raise MalformedDataError(f"{what} is not an account number: {_shown(value)}")
+    return value
+
+
+def ulid(value: object, what: str = "event id") -> str:
+    """A ULID as given (a stream resumes from the server's own spelling of it); refused otherwise."""
+    if not isinstance(value, str) or not _ULID.fullmatch(value):
+        raise MalformedDataError(f"{what} is not a ULID: {_shown(value)}")
+    return value
+
+
+def is_ulid(value: object) -> bool:
+    return isinstance(value, str) and _ULID.fullmatch(value) is not None
+
+
+def ulid_order(value: str) -> str:
+    """The key two ULIDs are ordered by: upper case, Crockford's aliases decoded."""
+    return value.upper().translate(_ULID_ALIASES)
+
+
+def ulid_millis(value: str) -> int:
+    """The timestamp a ULID carries (its first 10 characters), in unix milliseconds."""
+    millis = 0
+    for char in ulid_order(value)[:10]:
+        millis = millis * 32 + _CROCKFORD.index(char)
+    return millis
+
+
+def iso_date(value: object, what: str) -> date:
+    """An ISO date (``2026-11-24``); refused otherwise."""
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise MalformedDataError(f"{what} is not an ISO date: {_shown(value)}")
+
+
+def path(*segments: str) -> str:
+    """``/a/b/c`` from segments, each percent-quoted; an empty, ``.`` or ``..`` segment is refused."""
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise MalformedDataError(f"refusing a URL path segment {_shown(segment)}")
+    return "/" + "/".join(quote(segment, safe="") for segment in segments)
