@@ -19,16 +19,25 @@ SECRET_KEYS = re.compile(
     r"(authorization|password|secret|token|routing_key|webhook|api_key|redis_url|credential)", re.IGNORECASE
 )
 SECRET_TEXT = (
-    re.compile(r"(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+"),
     re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+"),
     re.compile(r"(redis|rediss|valkey)://[^:@/\s]*:[^@/\s]+@"),
 )
+CREDENTIAL_TEXT = re.compile(r"\b(Basic|Bearer)(\s+)([A-Za-z0-9+/=._~:-]+)")
+"""``Basic <base64>`` or ``Bearer <token>`` in any text; redacted unless the word after it is an ordinary word
+(``HTTP Basic with the sandbox key`` stays as written)."""
+ORDINARY_WORD = re.compile(r"[A-Za-z][a-z]*")
+
+
+def _credential(match: re.Match[str]) -> str:
+    if ORDINARY_WORD.fullmatch(match.group(3)):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
 
 
 def _scrub(text: str) -> str:
     for pattern in SECRET_TEXT:
         text = pattern.sub(REDACTED, text)
-    return text
+    return CREDENTIAL_TEXT.sub(_credential, text)
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

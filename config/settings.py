@@ -7,7 +7,9 @@ names the variable and what was expected, and never echoes a secret.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
     healthy_reset_seconds: Seconds = 60.0
     """A connection that stayed up this long resets the reconnect backoff."""
     heal_interval_seconds: Seconds = DEFAULT_HEAL_INTERVAL_SECONDS
+    auth_retry_seconds: Seconds = 60.0
+    """After the Broker API refused the credentials (401/403), the listener tries again this much later."""
     lease_ttl_seconds: Seconds = DEFAULT_LEASE_TTL_SECONDS
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1)
     resolver_concurrency: int = Field(default=16, ge=1, le=64)
@@ -361,11 +365,28 @@ class _FromMapping(Settings):
         return (init_settings,)
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``SETTLEKEEPER_*`` names in ``environ`` that are no setting, each with the closest known name: a
+    misspelled variable (``SETTLEKEEPER_SETTLE_MOD=off``) would otherwise be ignored and its default used."""
+    known = sorted(name.upper() for name in Settings.model_fields)
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper[len(ENV_PREFIX) :] not in known:
+            close = difflib.get_close_matches(upper[len(ENV_PREFIX) :], known, n=1, cutoff=0.75)
+            hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+            problems.append(f"{name}: not a setting{hint}")
+    return problems
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build the settings from ``environ`` (the process environment when None) plus overrides.
 
-    Raises :class:`ConfigError` naming every offending ``SETTLEKEEPER_*`` variable.
+    Raises :class:`ConfigError` naming every offending ``SETTLEKEEPER_*`` variable, and every
+    ``SETTLEKEEPER_*`` variable that is no setting at all.
     """
+    if unknown := unknown_variables(os.environ if environ is None else environ):
+        raise ConfigError("invalid configuration: " + "; ".join(unknown))
     try:
         if environ is None:
             return Settings(**overrides)  # type: ignore[arg-type]

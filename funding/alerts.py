@@ -55,6 +55,7 @@ KINDS: dict[str, str] = {
     "jit_report_mismatch": "JIT detail rows do not add up to the net summary",
     "if_report_mismatch": "Alpaca's instant funding report differs from settlekeeper's store",
     "job_failed": "a settlekeeper job failed for good (retries exhausted)",
+    "broker_auth": "the Broker API refuses settlekeeper's credentials (HTTP 401/403): nothing is read or settled",
     "dead_letters": "stream events could not be read and were dead-lettered (the stream moved past them)",
 }
 """Every alert kind, with the one-line meaning its runbook section starts with (docs/runbook.md)."""

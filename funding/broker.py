@@ -17,10 +17,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import structlog
 
 from config.settings import Settings
 from funding import ids
 from funding.errors import (
+    AuthenticationError,
     ClientError,
     IdempotencyConflictError,
     MalformedDataError,
@@ -53,6 +55,9 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 """REST calls only; streams use their own session without a total timeout."""
 
 Sleep = Callable[[float], Awaitable[None]]
+OnRetry = Callable[[str, str, float], None]
+"""Told of every retry wait: (error kind, ``METHOD /path``, seconds); the listener counts it in a metric."""
+log = structlog.get_logger(__name__)
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = MAX_RETRY_WAIT_SECONDS) -> float:
@@ -70,6 +75,7 @@ class BrokerClient:
         *,
         attempts: int = 4,
         sleep: Sleep = asyncio.sleep,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._base = settings.broker_url
         self._auth = aiohttp.encode_basic_auth(
@@ -79,6 +85,7 @@ class BrokerClient:
         self._owns_session = session is None
         self._attempts = attempts
         self._sleep = sleep
+        self._on_retry = on_retry
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -127,7 +134,18 @@ class BrokerClient:
                 wait = backoff_delay(attempt)
                 if isinstance(exc, RateLimitedError) and exc.reset_at is not None:
                     wait = max(wait, min(exc.reset_at - time.time(), MAX_RETRY_WAIT_SECONDS))
-                await self._sleep(max(wait, 0.0))
+                wait = max(wait, 0.0)
+                log.warning(  # a wait is never silent: a 429 may hold a caller for the rest of the window
+                    "broker_retry",
+                    request=f"{method} {path}",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                    attempt=attempt,
+                    wait_seconds=round(wait, 3),
+                )
+                if self._on_retry is not None:
+                    self._on_retry(type(exc).__name__, f"{method} {path}", wait)
+                await self._sleep(wait)
 
     async def _once(
         self,
@@ -165,6 +183,10 @@ class BrokerClient:
             raise RateLimitedError(text, reset_at=float(reset) if reset and reset.isdigit() else None)
         if status >= 500:
             raise ServerError(text, status=status, code=code)
+        if status == 401 or (status == 403 and method == "GET"):
+            # a 403 to a POST is a business refusal (a journal without the cash, an IF limit reached), not the
+            # credentials; a read refused with 403 means the key may not use the endpoint
+            raise AuthenticationError(where, status=status, code=code, message=message)
         if status == 404:
             raise NotFoundError(text, status=status, code=code)
         if status == 422 and idempotency_key is not None and "dempotency" in message:

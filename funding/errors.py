@@ -11,6 +11,7 @@
     └── PermanentError            retrying the same call cannot succeed; a person or a re-plan must act
         ├── ConfigError           a bad SETTLEKEEPER_* setting (named in the message)
         ├── ClientError           HTTP 4xx other than 429 (carries Alpaca's ``code``)
+        │   ├── AuthenticationError        401 (or 403 to a read): the Broker API refused the credentials
         │   ├── IdempotencyConflictError   same Idempotency-Key, different body (422)
         │   └── NotFoundError     404, e.g. an unknown account or transfer
         └── MalformedDataError    a payload that does not parse (bad JSON, non-decimal amount)
@@ -70,6 +71,22 @@ class ClientError(PermanentError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+CREDENTIALS_HINT = "check SETTLEKEEPER_BROKER_KEY and SETTLEKEEPER_BROKER_SECRET (and SETTLEKEEPER_BROKER_URL)"
+
+
+class AuthenticationError(ClientError):
+    """401, or 403 to a read or a stream: the Broker API refused the key and secret; nothing succeeds until
+    they are fixed. (A 403 to a POST is a business refusal, a plain :class:`ClientError`.)"""
+
+    def __init__(self, where: str, *, status: int, code: int | None = None, message: str = "") -> None:
+        said = f" ({message})" if message else ""
+        super().__init__(
+            f"{where} → HTTP {status}{said}: the Broker API refused the credentials; {CREDENTIALS_HINT}",
+            status=status,
+            code=code,
+        )
 
 
 class NotFoundError(ClientError):

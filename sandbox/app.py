@@ -151,6 +151,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         response = error_response(429, "rate limit exceeded")
     elif (fault := rt.faults.take_http(request.path, "http_error")) is not None:
         response = error_response(fault.status, f"injected fault: HTTP {fault.status}")
+        if fault.reset_in_seconds is not None:
+            headers["X-RateLimit-Reset"] = str(math.ceil(now + fault.reset_in_seconds))
     else:
         if (slow := rt.faults.take_http(request.path, "slow")) is not None:
             await asyncio.sleep(slow.delay_seconds)

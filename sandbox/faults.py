@@ -43,6 +43,8 @@ class Fault(BaseModel):
     n: int = Field(default=1, ge=1)
     count: int = Field(default=1, ge=1)
     status: int = Field(default=500, ge=400, le=599)
+    reset_in_seconds: float | None = Field(default=None, ge=0)
+    """``http_error``: ``X-RateLimit-Reset`` this many (real) seconds from now, instead of the minute window's."""
     delay_seconds: float = Field(default=0.0, ge=0)
     window: int = Field(default=2, ge=2)
     data: str = ""

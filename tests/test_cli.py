@@ -78,8 +78,8 @@ async def test_sandbox_serves_the_printed_example_and_stops_on_sigterm(
     argv = shlex.split(example.group(1))
     user, _, password = argv[argv.index("-u") + 1].partition(":")
     url = argv[-1]
-    assert url == f"{base}/v1/accounts"
-    headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
+    assert (url, password) == (f"{base}/v1/accounts", "$S")  # the secret itself is never printed
+    headers = {"Authorization": aiohttp.encode_basic_auth(user, "sandbox-secret")}
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
         assert resp.status == 200
         accounts = await resp.json()

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     sandbox = commands.add_parser("sandbox", help="run the local Broker API sandbox, seeded")
     sandbox.add_argument("--host", help="interface to bind (default: SETTLEKEEPER_SANDBOX_HOST)")
-    sandbox.add_argument("--port", type=int, help="port; 0 picks a free one (default: SETTLEKEEPER_SANDBOX_PORT)")
+    sandbox.add_argument("--port", type=_port, help="port; 0 picks a free one (default: SETTLEKEEPER_SANDBOX_PORT)")
     sandbox.add_argument("--customers", type=int, default=10, help="customer accounts to seed")
     sandbox.add_argument("--speed", type=float, default=1.0, help="sandbox seconds per real second")
     sandbox.add_argument("--start", help="start the sandbox clock at this RFC 3339 instant")
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--name", help="worker name (default: host and pid); name it after the pod in Kubernetes")
     work.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         help="serve the jobs' metrics (cluster-wide, from Redis) on this port; 0: off "
         "(default: SETTLEKEEPER_JOBS_METRICS_PORT)",
     )
@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
     demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port for ``--port``/``--metrics-port``: 0 (pick one, or off where documented) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value}")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -99,12 +110,11 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
 def _serve_job_metrics(url: str, queues: Sequence[str], port: int) -> WSGIServer | None:
     """The jobs' /metrics, served by this (main) process from a thread, never by a job's process. A port
     that cannot be bound is logged and the worker runs on: jobs matter more than their metrics."""
-    import redis
-
+    from funding.redis_factory import sync_client
     from jobs.metrics import serve_metrics
 
     try:
-        server = serve_metrics(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), queues, port)
+        server = serve_metrics(sync_client(url, socket_timeout=5), queues, port)
     except OSError as exc:
         log.error("jobs_metrics_not_served", port=port, error=str(exc))
         return None
@@ -136,13 +146,14 @@ async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     base = f"http://{host}:{bound}"
-    key, secret = settings.sandbox_key.get_secret_value(), settings.sandbox_secret.get_secret_value()
+    key = settings.sandbox_key.get_secret_value()
     print(f"settlekeeper sandbox listening on {base}", flush=True)
     print(f"  clock: {clock.now().isoformat()} (speed {args.speed}x); {args.customers} customers seeded")
-    print("  try:", flush=True)
-    print(f"    curl -s -u {key}:{secret} {base}/v1/accounts", flush=True)
+    print(f"  credentials: HTTP Basic, key {key}, secret SETTLEKEEPER_SANDBOX_SECRET (never printed)")
+    print('  try (with S set to the secret, "sandbox-secret" unless you changed it):', flush=True)
+    print(f'    curl -s -u "{key}:$S" {base}/v1/accounts', flush=True)
     print(
-        f"    curl -s -u {key}:{secret} -X POST {base}/v1/instant_funding -H 'Content-Type: application/json' "
+        f"    curl -s -u \"{key}:$S\" -X POST {base}/v1/instant_funding -H 'Content-Type: application/json' "
         f'-d \'{{"account_no": "8100000001", "source_account_no": "7536050SI", "amount": "20.00"}}\'',
         flush=True,
     )

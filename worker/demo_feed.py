@@ -100,8 +100,11 @@ class Progress:
         self.out = out
         self.now = now
 
-    def say(self, who: str, text: str) -> None:
-        stamp = to_et(self.now()).strftime("%a %m-%d %H:%M")
+    def say(self, who: str, text: str, at: str | None = None) -> None:
+        """One line, stamped ``at`` (an RFC 3339 time the line is about, e.g. a settlement's completion, so the
+        line and the report's tables agree) or, without one, the sandbox's time now."""
+        moment = datetime.fromisoformat(at) if at else self.now()
+        stamp = to_et(moment).strftime("%a %m-%d %H:%M")
         print(f"{stamp}  {who:<9} {text}", file=self.out, flush=True)
 
     def plain(self, text: str = "") -> None:
@@ -359,17 +362,16 @@ class Watcher:
             by, count = settled_by(row), self.counts.of(row)
             what = f"{count} transfers, " if count is not None else ""
             if before is None and by == "settlekeeper":
-                self.progress.say(
-                    "settle", f"settlement {short(row['id'])} posted: {what}{money(row['total_amount'])} ({status})"
-                )
+                posted = f"settlement {short(row['id'])} posted: {what}{money(row['total_amount'])} ({status})"
+                self.progress.say("settle", posted, at=row["created_at"])
             if status == "COMPLETED":
                 paid = Decimal(row["total_amount"]) + Decimal(row.get("interest_amount") or 0)
-                self.progress.say(
-                    "alpaca", f"settlement {short(row['id'])} by {by} COMPLETED: {what}SI paid {money(paid)}"
-                )
+                done = f"settlement {short(row['id'])} by {by} COMPLETED: {what}SI paid {money(paid)}"
+                self.progress.say("alpaca", done, at=row.get("completed_at") or row["updated_at"])
             elif status in ("FAILED", "AWAITING_ADDITIONAL_FUNDS"):
                 reason = f": {row['reason']}" if row.get("reason") else ""
-                self.progress.say("alpaca", f"settlement {short(row['id'])} by {by} is {status}{reason}")
+                said = f"settlement {short(row['id'])} by {by} is {status}{reason}"
+                self.progress.say("alpaca", said, at=row["updated_at"])
 
     def _accounts(self, accounts: dict[str, dict[str, Any]]) -> None:
         for number, account in accounts.items():

@@ -141,13 +141,15 @@ def _settlements(facts: Facts, counts: Counts) -> list[str]:
                 short(s["id"]),
                 settled_by(s),
                 stamp(s["created_at"]),
+                stamp(s.get("completed_at") or ""),
                 str(count) if count is not None else "?",
                 money(s["total_amount"]),
                 money(s.get("interest_amount") or 0),
                 status,
             ]
         )
-    return table(["id", "by", "created", "transfers", "amount", "interest", "status"], rows, right=(3, 4, 5))
+    columns = ["id", "by", "created", "completed", "transfers", "amount", "interest", "status"]
+    return table(columns, rows, right=(4, 5, 6))
 
 
 def _journals(facts: Facts) -> list[str]:

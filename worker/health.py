@@ -25,11 +25,14 @@ class Health:
         self.lease = lease
         self.role = "starting"
         self.redis_ok = False
+        self.credentials_ok = True
+        """False once the Broker API refused the credentials, until a call is accepted again."""
         self.readers: Sequence[StreamReader] = []
         self.http_port = 0
 
     async def ready(self) -> tuple[bool, dict[str, object]]:
-        """Ready = Redis answers, and either a leader with every stream connected or a healthy standby."""
+        """Ready = Redis answers, the Broker API did not refuse the credentials, and either a leader with
+        every stream connected or a healthy standby."""
         try:
             self.redis_ok = bool(await self.redis.ping())
         except (redis.ConnectionError, redis.TimeoutError):
@@ -39,7 +42,8 @@ class Health:
             ok = self.redis_ok and bool(streams) and all(streams.values())
         else:
             ok = self.redis_ok and self.role == "standby"
-        return ok, {"role": self.role, "redis": self.redis_ok, "streams": streams}
+        ok = ok and self.credentials_ok
+        return ok, {"role": self.role, "redis": self.redis_ok, "credentials": self.credentials_ok, "streams": streams}
 
 
 def health_app(health: Health, metrics: ListenerMetrics) -> web.Application:

@@ -31,7 +31,7 @@ from funding import keys
 from funding.alerts import Alert, Severity, Transition, raise_alert, resolve_alert
 from funding.broker import BrokerClient
 from funding.calendar import SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
-from funding.errors import SettlekeeperError
+from funding.errors import AuthenticationError, SettlekeeperError
 from funding.money import display, wire
 from funding.store import TransferStore
 from jobs.queues import enqueue_alert_deliveries
@@ -84,7 +84,6 @@ class LimitsMonitor:
         self.metrics = metrics
         self.now = now
         self.calendar = calendar
-        self._deadlines: set[str] = set()
 
     async def run(self, halt: asyncio.Event) -> None:
         """Poll now and then every ``SETTLEKEEPER_LIMITS_POLL_SECONDS`` until ``halt``; nothing a poll meets
@@ -108,6 +107,8 @@ class LimitsMonitor:
         for name, read in (("if_limit", self._if_usage), ("jit_limit", self._jit_usage)):
             try:
                 usage = await read()
+            except AuthenticationError:
+                raise  # not one part failing: the listener stops its term and retries slowly
             except READ_ERRORS as exc:
                 failed.append(self._part_failed(name, exc))
                 continue
@@ -116,6 +117,8 @@ class LimitsMonitor:
             await asyncio.to_thread(enqueue_alert_deliveries, self.rq)
         try:
             await self._firm_cash()
+        except AuthenticationError:
+            raise
         except READ_ERRORS as exc:
             failed.append(self._part_failed("firm_cash", exc))
         await self._due(system_date)
@@ -211,13 +214,13 @@ class LimitsMonitor:
         the next one (the open cycle's); the series of older deadlines are removed."""
         deadlines = {system_date, self.calendar.next_trading_day(system_date)}
         labels = {d.isoformat() for d in deadlines}
-        for stale in self._deadlines - labels:
+        for stale in self.metrics.due_deadlines - labels:  # kept on the metrics: they outlive this term
             self.metrics.due_amount.remove(stale)
             self.metrics.due_transfers.remove(stale)
         for deadline in deadlines:
             self.metrics.due_amount.labels(deadline.isoformat()).set(float(await self.store.amount_due(deadline)))
             self.metrics.due_transfers.labels(deadline.isoformat()).set(await self.store.due_count(deadline))
-        self._deadlines = labels
+        self.metrics.due_deadlines = labels
 
     def _next_cutoff(self, now: datetime) -> datetime:
         """The next 1 PM ET on a trading day, at or after ``now``."""

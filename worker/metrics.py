@@ -194,9 +194,36 @@ class ListenerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.due_deadlines: set[str] = set()
+        """The ``deadline`` labels of the due gauges now exported (the limits monitor keeps them current)."""
+        self.redis_up = Gauge(
+            "redis_up",
+            "1 while the listener's last Redis command (lease, commit) succeeded, 0 while Redis is unreachable.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "broker_auth_failures",
+            "Times the Broker API refused the credentials (HTTP 401/403).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.credentials_ok = Gauge(
+            "broker_credentials_ok",
+            "1 once the Broker API accepted the credentials, 0 after it refused them (until accepted again).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.time_to_cutoff = Gauge(
             "time_to_cutoff_seconds",
             "Seconds to the next 1 PM ET settlement cutoff on a trading day.",
             namespace=NAMESPACE,
             registry=r,
         )
+
+    def clear_due(self) -> None:
+        """Stop exporting the due gauges (a standby follows no deadline; a new term sets them afresh)."""
+        for deadline in self.due_deadlines:
+            self.due_amount.remove(deadline)
+            self.due_transfers.remove(deadline)
+        self.due_deadlines = set()

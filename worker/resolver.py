@@ -20,7 +20,7 @@ import structlog
 from funding import keys
 from funding.broker import BrokerClient
 from funding.calendar import to_et
-from funding.errors import NotFoundError, RetryableError, SettlekeeperError
+from funding.errors import AuthenticationError, NotFoundError, RetryableError, SettlekeeperError
 from funding.models import IFStatus, InstantFunding
 from funding.store import Action, DeadLetter, LeaseLostError, TransferStore
 from jobs.queues import enqueue_action
@@ -76,6 +76,11 @@ class Resolver:
                 log.warning("resolve_retry", error=str(exc))
                 worked = False
                 await asyncio.sleep(1.0)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis down longer than the retries
+                self.metrics.redis_up.set(0)
+                log.warning("resolve_retry", error=f"Redis: {type(exc).__name__}: {exc}"[:300])
+                worked = False
+                await asyncio.sleep(1.0)
             if not worked:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -100,6 +105,7 @@ class Resolver:
                     await self.apply(listed[transfer_id], source="stream")
                     await self.store.release_hint(transfer_id, scores.pop(transfer_id))
         await asyncio.gather(*(self._resolve(transfer_id, score) for transfer_id, score in scores.items()))
+        self.metrics.hints.set(await self.store.hint_count())
         return True
 
     async def _resolve(self, transfer_id: str, score: float) -> None:
@@ -112,7 +118,7 @@ class Resolver:
                 await self.store.release_hint(transfer_id, score)
                 return
             except (SettlekeeperError, ValueError) as exc:
-                if isinstance(exc, RetryableError):
+                if isinstance(exc, RetryableError | AuthenticationError):
                     raise
                 await self._dead("unreadable_transfer", str(exc)[:300], transfer_id)
                 await self.store.release_hint(transfer_id, score)
@@ -200,6 +206,10 @@ class Resolver:
                 self.metrics.heal_runs.labels("error").inc()
                 self.metrics.rest_errors.labels(type(exc).__name__).inc()
                 log.warning("heal_failed", error=str(exc))
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self.metrics.heal_runs.labels("error").inc()
+                log.warning("heal_failed", error=f"Redis: {type(exc).__name__}: {exc}"[:300])
                 continue
             self.metrics.heal_runs.labels("ok").inc()
             log.info("heal_done", transfers=count, seconds=round(time.monotonic() - started, 3))

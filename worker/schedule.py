@@ -155,7 +155,6 @@ class LastRun:
     ended_unix: float | None
     """None while the run is alive, or when it died without ending."""
     outcome: str
-    left: int
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> LastRun | None:
@@ -166,7 +165,6 @@ class LastRun:
             datetime.fromisoformat(raw["started_at"]),
             float(ended) if ended else None,
             raw.get("outcome", ""),
-            int(raw.get("left") or 0),
         )
 
 

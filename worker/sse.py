@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse_client.client import EventSource
 
-from funding.errors import ClientError, RateLimitedError, ServerError, TransportError
+from funding.errors import AuthenticationError, ClientError, RateLimitedError, ServerError, TransportError
 
 
 class StreamClosed(TransportError):
@@ -223,6 +223,8 @@ def _connect_error(url: str, info: ConnectInfo, exc: BaseException) -> Exception
         return RateLimitedError(f"{where} → HTTP 429", reset_at=float(reset) if reset.isdigit() else None)
     if status >= 500:
         return ServerError(f"{where} → HTTP {status}", status=status)
+    if status in (401, 403):
+        return AuthenticationError(where, status=status)
     if status >= 400:
         return ClientError(f"{where} → HTTP {status}", status=status)
     return TransportError(f"{where}: {type(exc).__name__}: {exc}")

@@ -24,7 +24,7 @@ from config.settings import Settings
 from funding import ids
 from funding.alerts import Alert, Severity, raise_alert
 from funding.calendar import to_et
-from funding.errors import RetryableError, SettlekeeperError
+from funding.errors import AuthenticationError, RetryableError, SettlekeeperError
 from funding.store import DeadLetter, LeaseLostError, TransferStore
 from worker.events import SPECS, Parsed, Stream, parse
 from worker.metrics import ListenerMetrics
@@ -32,9 +32,12 @@ from worker.sse import MAX_LINE_BYTES, ConnectInfo, Oversized, StreamClosed, ope
 
 log = structlog.get_logger(__name__)
 
-MAX_EVENT_ID_AHEAD_SECONDS = 3600.0
+MAX_EVENT_ID_AHEAD_SECONDS = 3600
 """A ULID carries its emission time; one dated further than this ahead of the broker's clock is refused as a
 cursor (it would make every later event look like a replay). Clocks agree to seconds; an hour is generous."""
+HINTS_GAUGE_SECONDS = 0.5
+"""The pending-hints gauge is refreshed after a commit at most this often (a scrape is every 15 s or so; a
+ZCARD per batch would cost the hot path a Redis round trip); the resolver refreshes it after every round."""
 BATCH = 512
 """Events committed per Redis round trip at most; under load batches fill, when idle each event goes alone."""
 _END = Parsed("", "end")
@@ -68,6 +71,9 @@ class StreamReader:
         self._now = now
         self._sync_clock = sync_clock or _nothing
         """Reads the broker's clock again now (the sandbox's); with wall time, nothing to do."""
+        self._horizon_tick = -1
+        self._horizon = ""
+        self._hints_counted = 0.0
         self.connected = False
         self._stopping = False
         self.last_alive = 0.0
@@ -151,6 +157,8 @@ class StreamReader:
         except RetryableError as exc:
             log.warning("stream_connect_failed", stream=self.name, error=str(exc), kind=type(exc).__name__)
             return type(exc).__name__, False
+        except AuthenticationError:
+            raise  # nothing can be read with these credentials: the listener handles it (slow retry, alert)
         except SettlekeeperError as exc:
             log.error("stream_refused", stream=self.name, error=str(exc))
             return "refused", False
@@ -200,12 +208,22 @@ class StreamReader:
         await self._queue.put(Parsed("", "invalid", dead=letter))
 
     def _too_far_ahead(self, event_id: str) -> bool:
-        return ids.ulid_millis(event_id) / 1000 - MAX_EVENT_ID_AHEAD_SECONDS > self._now().timestamp()
+        """True when the ULID's time is past the broker's clock plus the allowance.
+
+        The hot path, per event: its 10-character time part against the horizon's, recomputed once a (real)
+        second. The raw characters suffice there: Crockford's aliases and lower case only ever make the
+        canonical form smaller, so a raw time part not past the horizon is not past it canonically either."""
+        tick = int(time.monotonic())
+        if tick != self._horizon_tick:
+            self._horizon_tick = tick
+            self._horizon = ids.ulid_time_part(int(self._now().timestamp() + MAX_EVENT_ID_AHEAD_SECONDS) * 1000)
+        return event_id[:10] > self._horizon and ids.ulid_order(event_id[:10]) > self._horizon
 
     async def _future(self, parsed: Parsed, data: str) -> Parsed:
         """An event whose id is dated far ahead of the broker's clock cannot be a cursor: a dead letter (the
         clock is read again first, as the sandbox's may just have jumped)."""
         await self._sync_clock()
+        self._horizon_tick = -1  # against the clock just read
         if not self._too_far_ahead(parsed.event_id):
             return parsed
         detail = f"event id {parsed.event_id} is dated more than {MAX_EVENT_ID_AHEAD_SECONDS:.0f} s ahead"
@@ -240,6 +258,7 @@ class StreamReader:
 
     async def _commit(self, batch: list[Parsed]) -> None:
         cursor = self._cursor
+        order = ids.ulid_order(cursor) if cursor is not None else ""
         hints: dict[str, None] = {}
         dates: dict[str, str] = {}
         dead = []
@@ -250,10 +269,10 @@ class StreamReader:
             if item.at is not None:
                 newest_at = item.at if newest_at is None else max(newest_at, item.at)
             if item.event_id:  # a checked ULID (parse() dead-letters any other): the cursor only moves forward
-                if cursor is not None and ids.ulid_order(item.event_id) <= ids.ulid_order(cursor):
+                if (item_order := ids.ulid_order(item.event_id)) <= order:
                     self.metrics.replayed.labels(self.name).inc()
                 else:
-                    cursor = item.event_id
+                    cursor, order = item.event_id, item_order
             if item.dead is not None:
                 dead.append(item.dead)
                 dead_ids[item.dead] = item.event_id
@@ -300,6 +319,9 @@ class StreamReader:
         if newest_at is not None:
             self.metrics.lag.labels(self.name).set(max((self._now() - newest_at).total_seconds(), 0.0))
         if hints:
+            if time.monotonic() - self._hints_counted >= HINTS_GAUGE_SECONDS:  # as committed, not as resolved
+                self._hints_counted = time.monotonic()
+                self.metrics.hints.set(await self.store.hint_count())
             self._on_hints()
 
     async def _alert_dead_letters(self, kept: list[DeadLetter]) -> None:

@@ -128,7 +128,7 @@ def test_stdlib_records_are_scrubbed() -> None:
     stream = configure()
     logging.getLogger("aiohttp.client").error("header was Basic %s", SECRET)
     assert SECRET not in stream.getvalue()
-    assert lines(stream)[0]["event"] == f"header was {REDACTED}"
+    assert lines(stream)[0]["event"] == f"header was Basic {REDACTED}"
 
 
 def fail_with_secret_local() -> None:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from config.settings import Settings, load_settings
 from funding.broker import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, BrokerClient
 from funding.errors import (
+    AuthenticationError,
     ClientError,
     IdempotencyConflictError,
     NotFoundError,
@@ -192,12 +193,14 @@ async def test_404_is_not_found_and_not_retried(sandbox: Sandbox, sleep: FakeSle
 
 
 async def test_wrong_credentials_are_a_client_error(sandbox: Sandbox, sleep: FakeSleep) -> None:
-    """A 401 is a ClientError (not retried) and its message never carries the secret that was sent."""
+    """A 401 is an AuthenticationError, a ClientError (not retried), naming the variables to check; its
+    message never carries the secret that was sent."""
     wrong = "wr0ng-Pangolin-Secret-5521"
     async with broker(sandbox.base_url, sleep, secret=wrong) as client:
         with pytest.raises(ClientError) as caught:
             await client.clock()
-    assert type(caught.value) is ClientError
+    assert type(caught.value) is AuthenticationError
+    assert "check SETTLEKEEPER_BROKER_KEY and SETTLEKEEPER_BROKER_SECRET" in str(caught.value)
     assert caught.value.status == 401
     assert sleep.waits == []
     assert_no_secret(caught.value, wrong)

@@ -13,11 +13,11 @@ journal and one settlement at the Broker API.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic
 
 import pytest
 import redis
@@ -61,20 +61,20 @@ async def start_day(make_sandbox: SandboxFactory, server: RedisServer, processes
     return Day(sandbox, server, server.client(), [str(t["id"]) for t in created], env)
 
 
-async def run_clock_from(sandbox: Sandbox, hour: int, minute: int, second: int) -> None:
-    """Set the sandbox clock to Tuesday at that ET time, running at real speed."""
-    moment = datetime(TUESDAY.year, TUESDAY.month, TUESDAY.day, hour, minute, second, tzinfo=ET)
+async def run_clock_from(sandbox: Sandbox, at: time, *, seconds_before: float) -> None:
+    """Set the sandbox clock to Tuesday, ``seconds_before`` the ET time ``at``, running at real speed."""
+    moment = datetime.combine(TUESDAY, at, tzinfo=ET) - timedelta(seconds=seconds_before)
     await sandbox.ok("POST", "/sandbox/clock", {"set": moment.isoformat(), "freeze": False, "speed": 1})
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
     """Poll ``check`` until true; returns when (monotonic). Real processes converge: bounded polling."""
-    deadline = time.monotonic() + within
+    deadline = monotonic() + within
     while not await check():
-        if time.monotonic() > deadline:
+        if monotonic() > deadline:
             raise AssertionError(f"not within {within} s: {what}")
         await asyncio.sleep(0.05)
-    return time.monotonic()
+    return monotonic()
 
 
 def run_record(client: redis.Redis) -> dict[str, str]:
@@ -100,7 +100,7 @@ async def crash_and_recover(day: Day, processes: Spawn, worker: Proc) -> float:
     await until(journal_in_flight, 30, "the RF → SI journal intent is sent")
     killed_job = run_record(day.redis)["job_id"]
     worker.kill_group()
-    crashed = time.monotonic()
+    crashed = monotonic()
     await worker.ended()
     await asyncio.to_thread(day.server.restart, 1.0)
     day.redis = day.server.client()
@@ -121,12 +121,23 @@ async def assert_settled_once_before_cutoff(day: Day) -> None:
 
     await until(all_completed, 60, "every transfer COMPLETED")
     clock = await day.sandbox.ok("GET", "/sandbox/clock")
-    assert datetime.fromisoformat(clock["now"]) < datetime(TUESDAY.year, TUESDAY.month, TUESDAY.day, 13, tzinfo=ET)
+    assert datetime.fromisoformat(clock["now"]) < datetime.combine(TUESDAY, time(13, 0), tzinfo=ET)
     journals = await day.sandbox.ok("GET", "/v1/journals")
     settlements = (await day.sandbox.ok("GET", "/v1/instant_funding/settlements"))["settlements"]
     due = sum((Decimal(a) for a in AMOUNTS.values()), Decimal(0))
     assert [(j["status"], Decimal(j["net_amount"])) for j in journals] == [("executed", due)]
     assert [(s["status"], Decimal(s["total_amount"])) for s in settlements] == [("COMPLETED", due)]
+
+
+async def kill_in_the_run_of(day: Day, processes: Spawn, worker: Proc, phase: time) -> None:
+    """Hold the journal POST of the run of ``phase`` (ET), kill the worker in it, and check the recovery: a run
+    again within a minute (the time printed), everything settled before 1 PM, once."""
+    await day.sandbox.ok("POST", "/sandbox/faults", HOLD_JOURNAL_POST)
+    await run_clock_from(day.sandbox, phase, seconds_before=2)
+    recovery = await crash_and_recover(day, processes, worker)
+    print(f"\nitem 1, crash in the {phase:%H:%M} run: a settle run started again {recovery:.1f} s after the kill")
+    assert recovery < RECOVERY_LIMIT_SECONDS
+    await assert_settled_once_before_cutoff(day)
 
 
 async def test_item_1_worker_killed_at_1200_is_replaced_and_settles_before_the_cutoff(
@@ -136,14 +147,7 @@ async def test_item_1_worker_killed_at_1200_is_replaced_and_settles_before_the_c
     settles before 1 PM with one journal and one settlement."""
     day = await start_day(make_sandbox, server, processes)
     worker = await processes(WORKER, day.env)
-    await day.sandbox.ok(
-        "POST", "/sandbox/faults", {"kind": "slow", "path": "/v1/journals", "delay_seconds": 20, "times": 1}
-    )
-    await run_clock_from(day.sandbox, 11, 59, 58)
-    recovery = await crash_and_recover(day, processes, worker)
-    print(f"\nitem 1, crash at 12:00: the settle run started again {recovery:.1f} s after the kill")
-    assert recovery < RECOVERY_LIMIT_SECONDS
-    await assert_settled_once_before_cutoff(day)
+    await kill_in_the_run_of(day, processes, worker, time(12, 0))
 
 
 async def test_item_1_worker_killed_in_the_1230_retry_is_replaced_and_settles_before_the_cutoff(
@@ -153,21 +157,14 @@ async def test_item_1_worker_killed_in_the_1230_retry_is_replaced_and_settles_be
     restart: a run restarts within 60 s and settles before 1 PM with one journal and one settlement."""
     day = await start_day(make_sandbox, server, processes, rf_balance="0")
     worker = await processes(WORKER, day.env)
-    await run_clock_from(day.sandbox, 11, 59, 58)
+    await run_clock_from(day.sandbox, time(12, 0), seconds_before=2)
 
     async def refused_at_noon() -> bool:
         return (await asyncio.to_thread(run_record, day.redis)).get("outcome") == "refused"
 
     await until(refused_at_noon, 30, "the 12:00 run found RF empty")
     await day.sandbox.ok("POST", "/sandbox/wires", {"account_no": "7536050RF", "amount": "10000.00"})
-    await day.sandbox.ok(
-        "POST", "/sandbox/faults", {"kind": "slow", "path": "/v1/journals", "delay_seconds": 20, "times": 1}
-    )
-    await run_clock_from(day.sandbox, 12, 29, 58)
-    recovery = await crash_and_recover(day, processes, worker)
-    print(f"\nitem 1, crash in the 12:30 retry: the settle run started again {recovery:.1f} s after the kill")
-    assert recovery < RECOVERY_LIMIT_SECONDS
-    await assert_settled_once_before_cutoff(day)
+    await kill_in_the_run_of(day, processes, worker, time(12, 30))
 
 
 async def test_item_1_the_rq_scheduler_comes_back_after_a_redis_restart(server: RedisServer, processes: Spawn) -> None:
@@ -182,7 +179,7 @@ async def test_item_1_the_rq_scheduler_comes_back_after_a_redis_restart(server: 
     await until(scheduler_running, 30, "the RQ scheduler holds its lock")
     await asyncio.to_thread(server.restart, 3.0)
     client = server.client()
-    restarted = time.monotonic()
+    restarted = monotonic()
     job = await asyncio.to_thread(
         queue(ALERT_QUEUE, client).enqueue_in, timedelta(seconds=1), "os.getpid", result_ttl=600
     )

@@ -194,6 +194,7 @@ async def test_healthz_and_metrics_of_a_connected_leader(
         "ready": True,
         "role": "leader",
         "redis": True,
+        "credentials": True,
         "streams": {"activities": True, "journals": True},
     }
     status, text = await probe(sandbox, running, "/metrics")

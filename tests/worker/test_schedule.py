@@ -446,8 +446,8 @@ def guard(
     )
 
 
-def ran(outcome: str, *, started: datetime = NOON, ended_ago: float | None = 5.0, left: int = 0) -> schedule.LastRun:
-    return schedule.LastRun(started, None if ended_ago is None else WALL - ended_ago, outcome, left)
+def ran(outcome: str, *, started: datetime = NOON, ended_ago: float | None = 5.0) -> schedule.LastRun:
+    return schedule.LastRun(started, None if ended_ago is None else WALL - ended_ago, outcome)
 
 
 @pytest.mark.parametrize(
@@ -468,7 +468,7 @@ def ran(outcome: str, *, started: datetime = NOON, ended_ago: float | None = 5.0
         ("a run waiting on a journal, a minute ago", {"last": ran("in_progress", ended_ago=61)}, "in_progress"),
         ("a run that raised, a minute ago", {"last": ran("error", ended_ago=61)}, "error"),
         ("done: the listener's re-plans take over", {"last": ran("done", ended_ago=3600)}, None),
-        ("RF short: the 12:30 retry and a wire do", {"last": ran("done", ended_ago=3600, left=4)}, None),
+        ("RF short: the 12:30 retry does", {"last": ran("done", ended_ago=3600)}, None),
         ("refused by a guardrail: a person must act", {"last": ran("refused", ended_ago=3600)}, None),
         ("after 1 PM an ended run is not repeated", {"now": et(DEADLINE, 19, 30), "last": ran("done")}, None),
         (

@@ -24,7 +24,7 @@ from aiohttp_sse_client.client import EventSource
 from multidict import CIMultiDict
 
 from config.settings import Settings, load_settings
-from funding.errors import ClientError, RateLimitedError, ServerError, TransportError
+from funding.errors import AuthenticationError, ClientError, RateLimitedError, ServerError, TransportError
 from tests.conftest import Sandbox
 from tests.sse import ACTIVITIES, replay
 from worker.sse import (
@@ -293,11 +293,12 @@ async def test_cut_line_at_a_clean_end_is_discarded_not_glued(script: ScriptFact
 SANDBOX_ERRORS = [(429, RateLimitedError), (500, ServerError), (502, ServerError), (503, ServerError)]
 
 
-@pytest.mark.parametrize(("status", "error"), [*SANDBOX_ERRORS, (404, ClientError), (401, ClientError)])
+@pytest.mark.parametrize(("status", "error"), [*SANDBOX_ERRORS, (404, ClientError), (401, AuthenticationError)])
 async def test_sandbox_http_error_on_connect_maps_to_the_error_tree(
     sandbox: Sandbox, http: Http, status: int, error: type[Exception]
 ) -> None:
-    """A 429/5xx/404 fault, or a 401 for missing credentials, raises the tree's error with its status; no leak."""
+    """A 429/5xx/404 fault, or a 401 for missing credentials (an AuthenticationError, a ClientError naming the
+    variables to check), raises the tree's error with its status; no leak."""
     if status != 401:
         await arm(sandbox, kind="http_error", status=status, path=ACTIVITIES, times=1)
     err = await refused(http, sandbox.base_url + ACTIVITIES, error, headers={} if status == 401 else auth(sandbox))
