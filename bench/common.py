@@ -39,7 +39,7 @@ def peak_rss_mb(pid: int) -> float:
 def start_sandbox(customers: int) -> tuple[subprocess.Popen[str], str]:
     """``settlekeeper sandbox`` on a free port, pinned to :data:`SANDBOX_CPU`; returns it and its base URL."""
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "worker.cli", "sandbox", "--port", "0", "--customers", str(customers)],
+        [sys.executable, "-m", "cli.main", "sandbox", "--port", "0", "--customers", str(customers)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

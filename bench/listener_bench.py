@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
-from funding.redis_factory import redis_url  # noqa: E402
+from store.clients import redis_url  # noqa: E402
 
 LISTENER_CPU = 0
 
@@ -66,7 +66,7 @@ def run_listener(base: str, url: str, info: dict[str, Any], transfers: int) -> d
         "SETTLEKEEPER_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "listen"],
+        [sys.executable, "-m", "cli.main", "listen"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from funding import keys  # noqa: E402
-from funding.redis_factory import redis_url  # noqa: E402
+from store.clients import redis_url  # noqa: E402
 
 JOB_CPU = 0
 CREATED = "2026-11-23T10:00:00-05:00"
@@ -216,7 +216,7 @@ async def verify(base: str, prep: dict[str, Any], transfers: int) -> tuple[list[
 
 async def baseline_child(count: int) -> None:
     """The naive refresh: one GET /v1/instant_funding/{id} per transfer, ids read from stdin."""
-    from funding.broker import BrokerClient
+    from broker.client import BrokerClient
 
     ids = sys.stdin.read().split()[:count]
     async with BrokerClient(load_settings()) as broker:

@@ -87,7 +87,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp_sse_client").setLevel(logging.CRITICAL)  # worker/sse.py reports its errors
+    logging.getLogger("aiohttp_sse_client").setLevel(logging.CRITICAL)  # broker/stream.py reports its errors
 
 
 def _scrub_rendered(renderer: Any) -> Any:

@@ -8,16 +8,23 @@
     │   ├── RateLimitedError      HTTP 429 (carries the reset time when Alpaca sent one)
     │   ├── ServerError           HTTP 5xx
     │   └── RedisUnavailableError
-    └── PermanentError            retrying the same call cannot succeed; a person or a re-plan must act
-        ├── ConfigError           a bad SETTLEKEEPER_* setting (named in the message)
-        ├── ClientError           HTTP 4xx other than 429 (carries Alpaca's ``code``)
-        │   ├── AuthenticationError        401 (or 403 to a read): the Broker API refused the credentials
-        │   ├── IdempotencyConflictError   same Idempotency-Key, different body (422)
-        │   └── NotFoundError     404, e.g. an unknown account or transfer
-        └── MalformedDataError    a payload that does not parse (bad JSON, non-decimal amount)
+    ├── PermanentError            retrying the same call cannot succeed; a person or a re-plan must act
+    │   ├── ConfigError           a bad SETTLEKEEPER_* setting (named in the message)
+    │   ├── ClientError           HTTP 4xx other than 429 (carries Alpaca's ``code``)
+    │   │   ├── AuthenticationError        401 (or 403 to a read): the Broker API refused the credentials
+    │   │   ├── IdempotencyConflictError   same Idempotency-Key, different body (422)
+    │   │   └── NotFoundError     404, e.g. an unknown account or transfer
+    │   └── MalformedDataError    a payload that does not parse (bad JSON, non-decimal amount, an id of
+    │                             the wrong shape)
+    └── Stop                      control flow, not a failure: the caller stops what it is doing
+        ├── LeaseLostError        another listener holds the lease: stop writing at once
+        ├── KillSwitchOn          an operator set the kill switch: no money call goes out
+        ├── RunLockLost           a settle run's lock lapsed: stop before the next money call
+        ├── Waiting               a journal or settlement is still in progress: a later run resumes it
+        └── Rewind                the server dropped stream messages: reconnect from the cursor
 
-Retry code catches exactly :class:`RetryableError`. Messages carry what a person needs to act (the
-request, the account, the amount, Alpaca's code) and never a credential.
+Retry code catches exactly :class:`RetryableError`; nothing retries a :class:`Stop`. Messages carry what a
+person needs to act (the request, the account, the amount, Alpaca's code) and never a credential.
 """
 
 from __future__ import annotations
@@ -99,3 +106,28 @@ class IdempotencyConflictError(ClientError):
 
 class MalformedDataError(PermanentError):
     """A payload could not be parsed into the model it claims to be."""
+
+
+class Stop(SettlekeeperError):
+    """Control flow, not a failure: whoever catches it stops what it is doing, as the subclass says."""
+
+
+class LeaseLostError(Stop):
+    """The caller's lease token no longer owns the leader key; it must stop writing at once."""
+
+
+class KillSwitchOn(Stop):
+    """The kill switch is set: no money call may go out (the message is the operator's reason)."""
+
+
+class RunLockLost(Stop):
+    """A settle run's lock lapsed, so the run stops before its next money call and leaves the deadline to
+    whichever run holds the lock now."""
+
+
+class Waiting(Stop):
+    """A journal or settlement has not reached a final status within the wait; a later run resumes it."""
+
+
+class Rewind(Stop):
+    """The server said it dropped messages: stop reading, commit what was read, reconnect from the cursor."""

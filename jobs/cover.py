@@ -17,15 +17,14 @@ from typing import Any
 
 import structlog
 
-from funding import keys
-from funding.audit import Intent, IntentStatus
-from funding.guardrails import KillSwitchOn
+from funding.errors import KillSwitchOn, Waiting
 from funding.models import IFStatus
 from funding.money import ZERO, display, margin_interest, wire
 from jobs import ladder
-from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
-from jobs.metrics import cover_finished
-from jobs.runtime import JobContext, run_job
+from jobs.job_metrics import cover_finished
+from jobs.runtime import JobContext, follow_journal, held_back, idempotency_key, run_job, send_journal
+from store import keys
+from store.audit import Intent, IntentStatus
 
 log = structlog.get_logger(__name__)
 

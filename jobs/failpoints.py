@@ -33,7 +33,8 @@ FAILPOINTS = (
 )
 """Every step boundary around a money call: before and after the call, before and after its outcome is saved."""
 ALERT_FAILPOINTS = ("alert.after_slack", "alert.after_pagerduty")
-"""The alert delivery job's: after a sink's outcome is marked, before the next sink (``tests/jobs/test_alerts.py``)."""
+"""The alert delivery job's: after a sink's outcome is marked, before the next sink
+(``tests/jobs/test_alert_delivery.py``)."""
 
 
 def reach(settings: Settings, name: str) -> None:

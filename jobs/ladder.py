@@ -29,12 +29,12 @@ from typing import Any
 
 import structlog
 
-from funding.alerts import is_triggered
-from funding.audit import IntentStatus
 from funding.calendar import SETTLEMENT_CUTOFF, at_et
 from funding.models import IFStatus, InstantFunding
 from funding.money import ZERO, display, wire
 from jobs.runtime import JobContext, run_job
+from store.alert_state import is_triggered
+from store.audit import IntentStatus
 
 log = structlog.get_logger(__name__)
 

@@ -38,15 +38,15 @@ import redis
 import structlog
 from rq.exceptions import DuplicateJobError
 
-from funding import keys
 from funding.calendar import TradingCalendar, at_et
 from funding.errors import ClientError, MalformedDataError
 from funding.jit_reports import JitCheck, JitReportError, check, parse_detail, parse_net_summary
 from funding.models import IFReport
 from funding.money import ZERO
-from funding.store import TransferStore
-from jobs.queues import ALERT_QUEUE, FAILURE_TTL_SECONDS, RESULT_TTL_SECONDS, RETRY, queue
+from jobs.registry import ALERT_QUEUE, FAILURE_TTL_SECONDS, RESULT_TTL_SECONDS, RETRY, queue
 from jobs.runtime import JobContext, run_job
+from store import keys
+from store.transfers import TransferStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,8 +1,12 @@
-"""What every money job runs with: settings, Redis, the Broker API, the clock, intents, guardrails.
+"""What every money job runs with, and how it moves money by journal.
 
-RQ calls plain functions; each builds a :class:`JobContext` inside ``asyncio.run`` so the event loop,
-the HTTP session and the Redis pool are created and closed by that one job (no leaks across runs,
-whatever the worker class).
+RQ calls plain functions; each builds a :class:`JobContext` (settings, Redis, the Broker API, the clock,
+intents, guardrails) inside ``asyncio.run`` (:func:`run_job`), so the event loop, the HTTP session and the
+Redis pool are created and closed by that one job (no leaks across runs, whatever the worker class).
+
+A journal (RF → SI for a settlement, RF → customer for a cover) is sent by :func:`send_journal`: once per
+intent, with the same ``Idempotency-Key`` and body on every try (Alpaca returns the first journal), checked
+against the guardrails first (:func:`held_back`) and followed to a final status (:func:`follow_journal`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,25 +27,24 @@ from redis import Redis as SyncRedis
 from redis.asyncio.lock import Lock
 from rq import get_current_job
 
+from broker.client import BrokerClient
 from config.settings import Settings, load_settings
-from funding import keys
-from funding.alerts import Alert, Severity, move_sync, raise_alert, resolve_alert
-from funding.audit import Ledger
-from funding.broker import BrokerClient
+from funding.alerts import Alert, Severity
 from funding.calendar import TradingCalendar, to_et
-from funding.errors import CREDENTIALS_HINT, AuthenticationError, PermanentError
-from funding.guardrails import Guardrails
-from funding.redis_factory import resilient_kwargs
-from jobs.metrics import observe_job
-from jobs.queues import enqueue_alert_deliveries
+from funding.errors import CREDENTIALS_HINT, AuthenticationError, ConfigError, PermanentError, RunLockLost, Waiting
+from funding.models import JournalStatus
+from funding.money import display, wire
+from jobs import failpoints
+from jobs.job_metrics import count_movement, observe_job
+from jobs.registry import enqueue_alert_deliveries
+from store import keys
+from store.alert_state import move_sync, raise_alert, resolve_alert
+from store.audit import Intent, IntentStatus, Ledger
+from store.clients import resilient_kwargs
+from store.guardrails import Guardrails, Verdict
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-
-class RunLockLost(Exception):
-    """Control flow, not an error: a settle run's lock lapsed, so the run stops before its next money call
-    and leaves the deadline to whichever run holds the lock now."""
 
 
 @dataclass
@@ -127,17 +131,20 @@ async def job_context(settings: Settings, connection: redis.Redis) -> AsyncItera
         await client.aclose()
 
 
-def run_job(work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis | None = None) -> T:
+def run_job(
+    work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis | None = None, *, metric_name: str = ""
+) -> T:
     """Run ``work`` in a fresh event loop with a fresh context; the RQ entry point of every job.
 
-    Its duration and outcome go to the job duration histogram (in Redis: see :mod:`jobs.metrics`)."""
+    Its duration and outcome go to the job duration histogram (in Redis: see :mod:`jobs.job_metrics`),
+    labelled ``metric_name`` or, by default, the job's function without ``jobs.`` (``cover.cover_account``)."""
     settings = load_settings()
     job = get_current_job()
     if connection is None:
         if job is None:
-            raise RuntimeError("run_job needs an RQ job or an explicit Redis connection")
+            raise ConfigError("a job runs in an RQ worker, or is given a Redis connection to run with")
         connection = job.connection
-    name = job.func_name.removeprefix("jobs.") if job is not None and job.func_name else "direct"
+    name = metric_name or (job.func_name.removeprefix("jobs.") if job is not None and job.func_name else "direct")
 
     async def main() -> T:
         async with job_context(settings, connection) as ctx:
@@ -165,3 +172,94 @@ def run_job(work: Callable[[JobContext], Awaitable[T]], connection: redis.Redis 
         raise
     finally:
         observe_job(connection, name, outcome, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------------------- journals
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
+
+
+def idempotency_key(intent_key: str) -> str:
+    """A 36-character key derived from the intent (Alpaca is moving to a 36-character maximum)."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, intent_key))
+
+
+async def held_back(
+    ctx: JobContext, intent: Intent, verdict: Verdict, what: str, severity: str = "warning", **facts: str
+) -> bool:
+    """True when the guardrails stop ``intent`` (dry-run or refused): audited, counted, a refusal alerted."""
+    if verdict.allowed and not verdict.dry_run:
+        return False
+    intent.status = IntentStatus.DRY_RUN if verdict.dry_run else IntentStatus.REFUSED
+    intent.detail = verdict.reason
+    await ctx.ledger.save(intent, f"{intent.kind}_{intent.status}", reason=verdict.reason, **facts)
+    await count_movement(ctx.redis, intent, intent.status)
+    if not verdict.allowed:
+        alert_facts = {"account_no": intent.account_no} if intent.account_no else {}
+        await ctx.alert(
+            "guardrail", severity, f"{what} refused: {verdict.reason}", f"guard-{intent.key}", **alert_facts
+        )
+    return True
+
+
+async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_no: str) -> bool:
+    """POST the intent's journal (same key and body on every try, so at most one exists) and wait."""
+    body = {
+        "from_account": await ctx.account_id(source_no),
+        "to_account": await ctx.account_id(target_no),
+        "entry_type": "JNLC",
+        "amount": wire(intent.amount),
+        "description": f"settlekeeper {intent.key}: {intent.why}",
+    }
+    await ctx.before_call()
+    intent.status = IntentStatus.SENT
+    await ctx.ledger.save(intent, f"{intent.kind}_sent", body=body)
+    failpoints.reach(ctx.settings, "journal.before_call")
+    try:
+        journal = await ctx.broker.create_journal(body, intent.idempotency_key)
+    except PermanentError as exc:
+        intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
+        await ctx.ledger.save(intent, f"{intent.kind}_failed", error=str(exc)[:500])
+        await count_movement(ctx.redis, intent, "failed")
+        await ctx.guard.release(intent.amount, day=date.fromisoformat(intent.deadline))
+        await ctx.alert("journal_refused", "critical", f"journal {intent.key} refused: {exc}", f"journal-{intent.key}")
+        return False
+    failpoints.reach(ctx.settings, "journal.after_call")
+    intent.broker_id, intent.broker_status = str(journal.id), journal.status.value
+    await ctx.ledger.save(intent, f"{intent.kind}_accepted", journal_id=str(journal.id), status=journal.status.value)
+    failpoints.reach(ctx.settings, "journal.after_outcome")
+    return await follow_journal(ctx, intent)
+
+
+async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
+    waited = 0.0
+    while True:
+        journal = await ctx.broker.get_journal(intent.broker_id)
+        status = journal.status
+        if status in (JournalStatus.EXECUTED, JournalStatus.ACTIVITY_CREATED):
+            intent.status, intent.broker_status = IntentStatus.DONE, status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_executed", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "executed")
+            return True
+        if status in (JournalStatus.REJECTED, JournalStatus.CANCELED, JournalStatus.REFUSED, JournalStatus.DELETED):
+            intent.status, intent.broker_status = IntentStatus.FAILED, status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_{status.value}", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "failed")
+            await ctx.alert(
+                "journal_rejected", "critical", f"journal {intent.key} is {status.value}", f"journal-{intent.key}"
+            )
+            return False
+        if waited >= ctx.settings.journal_wait_seconds:
+            intent.broker_status = status.value
+            await ctx.ledger.save(intent, f"{intent.kind}_still_{status.value}", journal_id=intent.broker_id)
+            await count_movement(ctx.redis, intent, "pending")
+            await ctx.alert(
+                "journal_pending",
+                "warning",
+                f"journal {intent.key} of {display(intent.amount)} is still {status.value}",
+                f"journal-pending-{intent.key}",
+                journal_id=intent.broker_id,
+            )
+            raise Waiting(f"journal {intent.broker_id} is {status.value}")
+        await ctx.pause()
+        waited += ctx.settings.poll_seconds

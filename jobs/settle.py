@@ -31,18 +31,16 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, LockNotOwnedError
 from rq import get_current_job
 
-from funding import keys
-from funding.audit import Intent, IntentStatus
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
-from funding.errors import PermanentError
-from funding.guardrails import KillSwitchOn
+from funding.errors import KillSwitchOn, PermanentError, RunLockLost, Waiting
 from funding.models import IFStatus, InstantFunding, Settlement, SettlementStatus
 from funding.money import ZERO, display, late_interest, wire
 from funding.planning import Plan, chunks, costs, debit_risk, make_plan
 from jobs import failpoints, ladder
-from jobs.journal import Waiting, follow_journal, held_back, idempotency_key, send_journal
-from jobs.metrics import count_movement, settle_finished
-from jobs.runtime import JobContext, RunLockLost, run_job
+from jobs.job_metrics import count_movement, settle_finished
+from jobs.runtime import JobContext, follow_journal, held_back, idempotency_key, run_job, send_journal
+from store import keys
+from store.audit import Intent, IntentStatus
 
 log = structlog.get_logger(__name__)
 

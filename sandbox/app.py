@@ -20,7 +20,7 @@ from aiohttp import web
 from config.settings import Settings
 from funding.calendar import TradingCalendar
 from funding.money import loads_exact
-from sandbox.clock import SandboxClock
+from sandbox.clock_control import SandboxClock
 from sandbox.engine import Engine
 from sandbox.faults import FaultBoard
 from sandbox.state import SandboxError, SeedConfig
@@ -190,7 +190,7 @@ def create_app(
     calendar: TradingCalendar | None = None,
 ) -> web.Application:
     """Build the sandbox app, seeded with ``seed`` (defaults when None)."""
-    from sandbox import admin, api, streams
+    from sandbox import admin, api, event_streams
 
     clock = clock or SandboxClock()
     calendar = calendar or TradingCalendar()
@@ -203,7 +203,7 @@ def create_app(
         heartbeat_seconds=settings.sandbox_heartbeat_seconds,
     )
     api.add_routes(app)
-    streams.add_routes(app)
+    event_streams.add_routes(app)
     admin.add_routes(app)
     app.cleanup_ctx.append(_ticker)
     return app

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from funding.money import wire
-from sandbox.events import EventLog, MonotonicUlids, StreamName
+from sandbox.event_log import EventLog, MonotonicUlids, StreamName
 from sandbox.state import Account, Journal
 
 NON_TRADE_TYPES = frozenset({"MEM", "CSD", "JNLC", "INT", "FEE", "CSW", "DIV"})

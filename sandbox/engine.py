@@ -19,10 +19,10 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, a
 from funding.models import IFStatus, SettlementStatus
 from funding.money import ZERO, has_at_most_cents, late_interest, wire
 from sandbox.books import Books
-from sandbox.clock import SandboxClock
+from sandbox.clock_control import SandboxClock
 from sandbox.emitter import Emitter
 from sandbox.jit import JitDesk
-from sandbox.journals import JournalDesk
+from sandbox.journal_desk import JournalDesk
 from sandbox.state import (
     Account,
     AccountKind,

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.events import StreamName
+from sandbox.event_log import StreamName
 
 FaultKind = Literal[
     "http_error",  # answer `status` (429 with X-RateLimit-Reset, 500/502/503) instead of handling

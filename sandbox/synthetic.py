@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from funding.money import ZERO
 from sandbox.engine import Engine
-from sandbox.events import StreamName
+from sandbox.event_log import StreamName
 from sandbox.state import SandboxError
 
 

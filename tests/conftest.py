@@ -15,10 +15,10 @@ from aiohttp import web
 
 from config.settings import Settings, load_settings
 from funding.calendar import ET
-from funding.redis_factory import connect, redis_url
 from sandbox.app import create_app
-from sandbox.clock import SandboxClock
+from sandbox.clock_control import SandboxClock
 from sandbox.state import SeedConfig
+from store.clients import connect, redis_url
 
 MONDAY_10AM = datetime(2026, 11, 23, 10, 0, tzinfo=ET)
 """Default sandbox time in tests: Monday of Thanksgiving week 2026, 10:00 ET, clock frozen."""

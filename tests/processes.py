@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Proc:
-    """One ``python -m worker.cli <command>`` process and the log lines it wrote."""
+    """One ``python -m cli.main <command>`` process and the log lines it wrote."""
 
     command: list[str]
     proc: asyncio.subprocess.Process
@@ -122,7 +122,7 @@ async def processes() -> AsyncIterator[Spawn]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "worker.cli",
+            "cli.main",
             *args,
             cwd=ROOT,
             env=env,

@@ -15,9 +15,9 @@ import yaml
 from prometheus_client import Metric
 
 from config.settings import DEFAULT_HTTP_PORT, DEFAULT_JOBS_METRICS_PORT
-from jobs.metrics import JobsCollector
-from jobs.queues import ALERT_QUEUE, COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE
-from worker.metrics import ListenerMetrics
+from jobs.job_metrics import JobsCollector
+from jobs.registry import ALERT_QUEUE, COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE
+from worker.listener_metrics import ListenerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -21,10 +21,10 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 
-from funding.audit import Intent
-from funding.store import Action
-from jobs import metrics
-from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_action
+from funding.records import Action
+from jobs import job_metrics as metrics
+from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_action
+from store.audit import Intent
 from tests.conftest import Sandbox
 from tests.worker.conftest import eventually, listener_settings
 from worker.listener import Listener

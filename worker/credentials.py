@@ -18,11 +18,12 @@ import redis.asyncio as aioredis
 import structlog
 
 from config.settings import Settings
-from funding.alerts import Alert, Severity, raise_alert, resolve_alert
+from funding.alerts import Alert, Severity
 from funding.errors import CREDENTIALS_HINT, AuthenticationError
-from jobs.queues import enqueue_alert_deliveries
+from jobs.registry import enqueue_alert_deliveries
+from store.alert_state import raise_alert, resolve_alert
 from worker.health import Health
-from worker.metrics import ListenerMetrics
+from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 

@@ -10,11 +10,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker.lease import Lease
-from worker.metrics import ListenerMetrics
+from store.lease import Lease
+from worker.listener_metrics import ListenerMetrics
 
 if TYPE_CHECKING:
-    from worker.stream import StreamReader
+    from worker.stream_reader import StreamReader
 
 
 class Health:

@@ -26,16 +26,17 @@ import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Gauge
 
+from broker.client import BrokerClient
 from config.settings import Settings
-from funding import keys
-from funding.alerts import Alert, Severity, Transition, raise_alert, resolve_alert
-from funding.broker import BrokerClient
+from funding.alerts import Alert, Severity
 from funding.calendar import SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
 from funding.errors import AuthenticationError, SettlekeeperError
 from funding.money import display, wire
-from funding.store import TransferStore
-from jobs.queues import enqueue_alert_deliveries
-from worker.metrics import ListenerMetrics
+from jobs.registry import enqueue_alert_deliveries
+from store import keys
+from store.alert_state import Transition, raise_alert, resolve_alert
+from store.transfers import TransferStore
+from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 

@@ -20,22 +20,22 @@ import redis
 import structlog
 from aiohttp import web
 
+from broker.client import BrokerClient
+from broker.stream import Stream
 from config.settings import Settings
-from funding.broker import BrokerClient
 from funding.calendar import TradingCalendar
 from funding.clock import FixedClock, WallClock
-from funding.errors import AuthenticationError, RetryableError
-from funding.redis_factory import async_client, describe, sync_client
-from funding.store import LeaseLostError, TransferStore
+from funding.errors import AuthenticationError, LeaseLostError, RetryableError
+from store.clients import async_client, describe, sync_client
+from store.lease import Lease
+from store.transfers import TransferStore
 from worker.credentials import Credentials
-from worker.events import Stream
 from worker.health import Health, health_app
-from worker.lease import Lease
 from worker.limits import LimitsMonitor
-from worker.metrics import ListenerMetrics
+from worker.listener_metrics import ListenerMetrics
 from worker.resolver import Resolver
 from worker.schedule import Scheduler
-from worker.stream import StreamReader
+from worker.stream_reader import StreamReader
 
 log = structlog.get_logger(__name__)
 

@@ -3,7 +3,7 @@
 Events are hints (A1): the resolver reads every transfer an event named over REST and records what
 Alpaca returns. The heal poller lists every non-final transfer and re-reads every transfer the store
 still holds as unsettled, so a lost event is healed within one poll. Both feed the same
-:meth:`funding.store.TransferStore.record`, which de-duplicates by (transfer id, status).
+:meth:`store.transfers.TransferStore.record`, which de-duplicates by (transfer id, status).
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from datetime import date, datetime
 import redis
 import structlog
 
-from funding import keys
-from funding.broker import BrokerClient
+from broker.client import BrokerClient
 from funding.calendar import to_et
-from funding.errors import AuthenticationError, NotFoundError, RetryableError, SettlekeeperError
+from funding.errors import AuthenticationError, LeaseLostError, NotFoundError, RetryableError, SettlekeeperError
 from funding.models import IFStatus, InstantFunding
-from funding.store import Action, DeadLetter, LeaseLostError, TransferStore
-from jobs.queues import enqueue_action
-from worker.metrics import ListenerMetrics
+from funding.records import Action, DeadLetter
+from jobs.registry import actions_for, enqueue_action
+from store import keys
+from store.transfers import TransferStore
+from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +136,11 @@ class Resolver:
             await self._dead("unknown_account", f"account {transfer.account_no} not found", str(transfer.id))
             return
         outcome = await self.store.record(
-            transfer, source=source, observed_at=self._now(), today=self.today, token=self._token()
+            transfer,
+            source=source,
+            observed_at=self._now(),
+            actions=actions_for(transfer, self.today),
+            token=self._token(),
         )
         self.metrics.records.labels(source, outcome.result).inc()
         if outcome.result == "recorded":

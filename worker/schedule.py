@@ -22,10 +22,9 @@ import structlog
 from rq.job import Job, JobStatus
 
 from config.settings import Settings
-from funding import keys
-from funding.alerts import Alert, Severity, move_sync
+from funding.alerts import Alert, Severity
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
-from jobs.queues import (
+from jobs.registry import (
     SETTLE_QUEUE,
     enqueue_alert_deliveries,
     enqueue_once,
@@ -34,6 +33,8 @@ from jobs.queues import (
     job_function,
 )
 from jobs.reports import useful_until
+from store import keys
+from store.alert_state import move_sync
 
 log = structlog.get_logger(__name__)
 
@@ -297,7 +298,7 @@ class Scheduler:
         }
         for job_id in failed - paged:  # each tick fetches only jobs it has not seen fail before
             func = job_function(self.rq, job_id)
-            if func == "jobs.alerts.deliver":  # a page about a page that cannot be sent would only loop
+            if func == "jobs.alert_delivery.deliver":  # a page about a page that cannot be sent would only loop
                 continue
             alert = Alert(
                 "job_failed",

@@ -23,9 +23,9 @@ import pytest
 import redis
 from rq.job import JobStatus
 
-from funding import keys
 from funding.calendar import ET
-from jobs.queues import ALERT_QUEUE, queue
+from jobs.registry import ALERT_QUEUE, queue
+from store import keys
 from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
 from tests.processes import Proc, Spawn, environment
 from tests.redis_server import RedisServer

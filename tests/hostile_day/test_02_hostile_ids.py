@@ -15,8 +15,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from funding import keys
-from funding.store import TransferStore
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from tests.worker.conftest import ListenerFactory, eventually
 from tests.worker.scenario import arm, customer, until_connected

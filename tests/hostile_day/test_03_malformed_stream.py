@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-from funding import keys
-from funding.store import TransferStore
 from sandbox.app import RUNTIME
-from sandbox.events import StreamName
+from sandbox.event_log import StreamName
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from tests.worker.conftest import ListenerFactory, RunningListener, eventually
 from tests.worker.scenario import arm, customer, until_connected

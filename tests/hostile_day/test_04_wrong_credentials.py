@@ -20,12 +20,12 @@ from pydantic import SecretStr
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from broker.client import BrokerClient
 from config.settings import load_settings
-from funding import keys
-from funding.broker import BrokerClient
 from funding.errors import AuthenticationError, ClientError
-from jobs.queues import enqueue_phase
+from jobs.registry import enqueue_phase
 from sandbox.app import RUNTIME
+from store import keys
 from tests.conftest import Sandbox
 from tests.jobs.conftest import RunWorker
 from tests.jobs.settle_support import create_transfers, et

@@ -41,7 +41,7 @@ async def test_item_5_a_malformed_redis_url_stops_start_up_naming_the_variable(
     the URL (with its password) not repeated."""
     env = environment(url, "http://127.0.0.1:9")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", command, cwd=ROOT, env=env, stdout=-1, stderr=-1
+        sys.executable, "-m", "cli.main", command, cwd=ROOT, env=env, stdout=-1, stderr=-1
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     text = (out + err).decode()

@@ -20,7 +20,7 @@ from tests.processes import ROOT, environment
 async def run(args: list[str], **settings: str) -> tuple[int, str, str]:
     env = environment("redis://127.0.0.1:1/0", "http://127.0.0.1:9", **settings)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", *args, cwd=ROOT, env=env, stdout=-1, stderr=-1
+        sys.executable, "-m", "cli.main", *args, cwd=ROOT, env=env, stdout=-1, stderr=-1
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None

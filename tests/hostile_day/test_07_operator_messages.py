@@ -9,7 +9,7 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from funding import keys
+from store import keys
 from tests.conftest import SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.jobs.settle_support import alerts, create_transfers, et, journals, run_settle, settlements, transfers

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from funding import keys
+from store import keys
 from tests.conftest import Sandbox
 from tests.redis_server import RedisServer
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import redis
 from structlog.testing import capture_logs
 
-from funding import keys
 from funding.calendar import ET
-from funding.store import TransferStore
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import Sandbox, SandboxFactory
 from tests.redis_server import RedisServer
 from tests.worker.conftest import ListenerFactory, eventually, listener_settings

@@ -12,7 +12,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
+from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from tests.conftest import Sandbox
 
 JOB_ENV = {

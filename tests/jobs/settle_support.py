@@ -14,11 +14,11 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from config.settings import load_settings
-from funding import keys
 from funding.calendar import ET
-from funding.store import Action
-from jobs.queues import enqueue_action, enqueue_phase
+from funding.records import Action
+from jobs.registry import enqueue_action, enqueue_phase
 from jobs.runtime import JobContext, job_context
+from store import keys
 from tests.conftest import Sandbox
 from tests.jobs.conftest import RunWorker
 

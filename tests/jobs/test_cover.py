@@ -14,13 +14,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from funding import keys
 from funding.calendar import TradingCalendar, at_et
-from funding.guardrails import Guardrails, Verdict
 from funding.money import quantize
-from funding.store import Action
-from jobs.journal import idempotency_key
-from jobs.queues import COVER_QUEUE, enqueue_action, enqueue_phase, queue
+from funding.records import Action
+from jobs.registry import COVER_QUEUE, enqueue_action, enqueue_phase, queue
+from jobs.runtime import idempotency_key
+from store import keys
+from store.guardrails import Guardrails, Verdict
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.worker import conftest as worker_conftest

@@ -27,17 +27,17 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from funding import keys
 from funding.calendar import ET
-from funding.store import Action
+from funding.records import Action
 from jobs.failpoints import FAILPOINTS, KILLED_EXIT_STATUS
-from jobs.queues import COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE, enqueue_action, enqueue_phase, queue
+from jobs.registry import COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE, enqueue_action, enqueue_phase, queue
 from jobs.settle import INTENT_TAG
+from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import JOB_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKER = [sys.executable, "-m", "worker.cli", "work", "--burst", "--worker-class", "simple"]
+WORKER = [sys.executable, "-m", "cli.main", "work", "--burst", "--worker-class", "simple"]
 EXIT_WAIT_SECONDS = 30.0
 """Bound on one burst worker's run (they take about a second)."""
 

@@ -10,9 +10,9 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from funding import keys
-from funding.store import Action
-from jobs.queues import enqueue_action, enqueue_phase
+from funding.records import Action
+from jobs.registry import enqueue_action, enqueue_phase
+from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.jobs.settle_support import RF, alerts, create_transfers, et, hash_of, run_settle, total, transfers

@@ -17,8 +17,8 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
-from funding.store import Action
-from jobs.queues import COVER_QUEUE, enqueue_action, queue
+from funding.records import Action
+from jobs.registry import COVER_QUEUE, enqueue_action, queue
 from tests.conftest import Sandbox
 from tests.jobs.conftest import ThreadWorker
 

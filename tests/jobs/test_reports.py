@@ -16,9 +16,9 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from funding import keys
 from funding.calendar import at_et
-from jobs.queues import ALERT_QUEUE, enqueue_phase, queue
+from jobs.registry import ALERT_QUEUE, enqueue_phase, queue
+from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.worker import conftest as worker_conftest

@@ -12,8 +12,8 @@ import redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from funding.store import Action
-from jobs.queues import COVER_QUEUE, SETTLE_QUEUE, enqueue_action
+from funding.records import Action
+from jobs.registry import COVER_QUEUE, SETTLE_QUEUE, enqueue_action
 from tests.conftest import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def worker_commands(url: str) -> dict[str, list[str]]:
             SETTLE_QUEUE,
             COVER_QUEUE,
         ],
-        "settlekeeper": [sys.executable, "-m", "worker.cli", "work", "--burst", "--worker-class", "simple"],
+        "settlekeeper": [sys.executable, "-m", "cli.main", "work", "--burst", "--worker-class", "simple"],
     }
 
 

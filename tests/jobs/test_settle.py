@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis
 
-from funding import keys
 from funding.models import Settlement
 from funding.money import late_interest
 from jobs.settle import settle
+from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.jobs.settle_support import (

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import redis
 
-from funding import keys
 from funding.calendar import ET
 from funding.planning import chunks
-from jobs.queues import enqueue_phase
+from jobs.registry import enqueue_phase
 from sandbox.engine import Engine
+from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import RunWorker
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from funding import keys
 from funding.calendar import ET
 from funding.models import Journal
 from funding.money import late_interest
 from jobs.settle import settle
+from store import keys
 from tests.conftest import SandboxFactory
 from tests.jobs.conftest import RunWorker
 from tests.jobs.settle_support import (

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import redis
 
-from funding import keys
 from funding.calendar import ET
-from jobs.queues import enqueue_phase
+from jobs.registry import enqueue_phase
+from store import keys
 from tests.conftest import SandboxFactory
 from tests.jobs.conftest import RunWorker
 

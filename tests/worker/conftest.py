@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 
 from config.settings import Settings, load_settings
-from funding.store import TransferStore
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from worker.listener import Listener
 

@@ -18,12 +18,12 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from funding import keys
 from funding.calendar import ET
-from funding.store import TransferStore
-from jobs.queues import COVER_QUEUE, SETTLE_QUEUE
+from jobs.registry import COVER_QUEUE, SETTLE_QUEUE
 from sandbox.app import RUNTIME
-from sandbox.events import StreamName
+from sandbox.event_log import StreamName
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from tests.worker.conftest import RunningListener, eventually
 

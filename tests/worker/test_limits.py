@@ -11,17 +11,17 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from funding import keys
-from funding.broker import BrokerClient
+from broker.client import BrokerClient
 from funding.calendar import TradingCalendar, at_et
 from funding.models import InstantFunding
-from funding.store import TransferStore
-from jobs.queues import ALERT_QUEUE, queue
+from jobs.registry import ALERT_QUEUE, queue
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
 from tests.jobs.settle_support import alerts, hash_of
 from tests.worker.conftest import ListenerFactory, eventually, listener_settings
 from worker.limits import LimitsMonitor
-from worker.metrics import ListenerMetrics
+from worker.listener_metrics import ListenerMetrics
 
 MONDAY, TUESDAY, WEDNESDAY, FRIDAY = (date(2026, 11, d) for d in (23, 24, 25, 27))
 SMALL_LIMITS = {"if_correspondent_limit": "1000", "if_account_limit": None, "jit_daily_net_limit": "1000"}
@@ -175,7 +175,7 @@ async def test_business_gauges_show_firm_cash_what_is_due_and_the_time_to_the_cu
     created = [await sandbox.create_transfer(f"810000000{n}", amount) for n, amount in ((1, "100.00"), (2, "25.50"))]
     for row in created:
         transfer = InstantFunding.model_validate(row)
-        await store.record(transfer, source="test", observed_at=MONDAY_10AM, today=MONDAY)
+        await store.record(transfer, source="test", observed_at=MONDAY_10AM)
     await handle.monitor.poll()
     firm = {account: handle.sample("firm_cash_dollars", account=account) for account in ("SI", "RF", "FW")}
     assert firm == {"SI": 10.0, "RF": 1234.56, "FW": 7.25}

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-import worker.stream
-from funding import keys
-from funding.store import TransferStore
+import worker.stream_reader
+from broker.stream import Parsed, Stream, parse
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from tests.worker.conftest import ListenerFactory, RunningListener, eventually
 from tests.worker.scenario import arm, converged, emitted_ids, records, run_scenario, until_connected
-from worker.events import Parsed, Stream, parse
 from worker.resolver import Resolver
 
 ACTIVITIES_PATH = "/v2beta1/events/activities"
@@ -59,7 +59,7 @@ def faulted_run(
         return parsed
 
     monkeypatch.setattr(Resolver, "heal", no_heal)
-    monkeypatch.setattr(worker.stream, "parse", noting)
+    monkeypatch.setattr(worker.stream_reader, "parse", noting)
 
     async def run(fault: dict[str, Any], *, rearm: bool = False) -> RunningListener:
         spec = {**fault, "stream": "activities"} if fault["kind"] != "http_error" else fault

@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 from ulid import ULID
 
-from funding import keys
-from funding.store import TransferStore
-from jobs.queues import COVER_QUEUE, SETTLE_QUEUE
+from jobs.registry import COVER_QUEUE, SETTLE_QUEUE
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import MONDAY_10AM, Sandbox
 from tests.worker.conftest import ListenerFactory, RunningListener, eventually
 from tests.worker.scenario import arm, customer, until_connected

@@ -22,10 +22,11 @@ import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from funding import keys
-from funding.store import LeaseLostError, TransferStore
+from funding.errors import LeaseLostError
 from sandbox.app import RUNTIME
-from sandbox.events import StreamName
+from sandbox.event_log import StreamName
+from store import keys
+from store.transfers import TransferStore
 from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
 from tests.worker.conftest import ListenerFactory, eventually, listener_settings
 from worker.listener import Listener
@@ -111,7 +112,7 @@ async def spawn(
         }
         env.update({f"SETTLEKEEPER_{name.upper()}": value for name, value in settings.items()})
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker.cli", "listen", cwd=ROOT, env=env, stdout=-1, stderr=-1
+            sys.executable, "-m", "cli.main", "listen", cwd=ROOT, env=env, stdout=-1, stderr=-1
         )
         assert proc.stdout is not None
         assert proc.stderr is not None

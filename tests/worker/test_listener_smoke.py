@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from funding.store import TransferStore
+from store.transfers import TransferStore
 from tests.conftest import Sandbox
 from tests.worker.conftest import ListenerFactory, eventually
 

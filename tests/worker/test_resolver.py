@@ -6,10 +6,11 @@ import time
 
 import redis
 
-from funding import keys
-from funding.store import TransferStore
-from tests.funding.test_store import OBSERVED, TODAY, make_transfer
-from worker.metrics import ListenerMetrics
+from jobs.registry import actions_for
+from store import keys
+from store.transfers import TransferStore
+from tests.store.test_transfers import OBSERVED, TODAY, make_transfer
+from worker.listener_metrics import ListenerMetrics
 from worker.resolver import Resolver
 
 
@@ -23,7 +24,8 @@ async def test_cover_action_is_enqueued_once_and_its_latency_observed(
 ) -> None:
     """A CANCELED record's cover action is enqueued, observed once in the latency histogram, never twice."""
     metrics = ListenerMetrics()
-    await store.record(make_transfer("CANCELED"), source="test", observed_at=OBSERVED, today=TODAY)
+    canceled = make_transfer("CANCELED")
+    await store.record(canceled, source="test", observed_at=OBSERVED, actions=actions_for(canceled, TODAY))
     assert await resolver(store, redis_client, metrics).dispatch() == 1
     assert await resolver(store, redis_client, metrics).dispatch() == 0
     sample = metrics.registry.get_sample_value

@@ -12,10 +12,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from config.settings import Settings, load_settings
-from funding import keys
 from funding.calendar import TradingCalendar, at_et
 from funding.errors import ConfigError
-from jobs.queues import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
+from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
+from store import keys
 from tests.conftest import SandboxFactory
 from tests.jobs.conftest import JOB_ENV, ThreadWorker
 from tests.worker.conftest import eventually
@@ -401,7 +401,7 @@ async def test_a_job_that_failed_for_good_pages_once_and_resolves_when_requeued(
     """A settle job in RQ's failed registry raises one job_failed page; requeueing it resolves the page."""
     from rq.registry import FailedJobRegistry
 
-    from jobs.queues import SETTLE_QUEUE, queue
+    from jobs.registry import SETTLE_QUEUE, queue
 
     job = queue(SETTLE_QUEUE, redis_client).enqueue(
         "jobs.settle.replan", kwargs={"deadline": "2026-11-24"}, job_id="replan-2026-11-24-1"

@@ -1,0 +1,185 @@
+"""Which job a change causes, and where every job runs: the rule, the registry, the hand-off to RQ.
+
+- **The rule** (:func:`actions_for`): what a transfer's new status causes. Python decides it here; the
+  store only appends what was decided, atomically with the record and once per action id.
+- **The registry**: each action kind and each business phase → its job function, queue and arguments
+  (:data:`ACTION_JOBS`, :data:`PHASE_JOBS`).
+- **The hand-off**: every job is enqueued through :func:`enqueue_once`, with a deterministic id, the JSON
+  serializer, explicit TTLs and retries for transient errors.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+from funding.models import IFStatus, InstantFunding
+from funding.records import Action, PlannedAction
+from store import keys
+
+SETTLE_QUEUE = "settlekeeper-settle"
+COVER_QUEUE = "settlekeeper-cover"
+ALERT_QUEUE = "settlekeeper-alerts"
+
+RESULT_TTL_SECONDS = 7 * 86400
+"""A finished job's hash (and so ``unique=True``'s guard) lives a week, longer than any replay window."""
+FAILURE_TTL_SECONDS = 30 * 86400
+"""Failed jobs stay inspectable for a month (RQ's default of a year hides nothing useful)."""
+JOB_TIMEOUT_SECONDS = 600
+
+RETRY = Retry(max=3, interval=[10, 30, 120])
+"""For transient errors only: a permanent one fails the job at once (``jobs.runtime.run_job``), so a retry
+always means "try again later"; retries with an interval need a worker started with the scheduler."""
+
+PHASE_JOBS = {
+    "settle": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "settle_retry": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "late_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "final_check": ("jobs.settle.run_phase", SETTLE_QUEUE),
+    "sweep": ("jobs.cover.sweep", COVER_QUEUE),
+    "if_reports": ("jobs.reports.if_reports", ALERT_QUEUE),
+    "jit_reports": ("jobs.reports.jit_reports", ALERT_QUEUE),
+    "ladder_digest": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_warning": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_page": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_late": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_cancellations": ("jobs.ladder.run_phase", ALERT_QUEUE),
+}
+"""The business phases of a trading day and what each runs. The report and alert-ladder phases only read
+and alert: they share the alert queue so they never wait behind a settle run (which may hold the settle
+queue for minutes)."""
+REPORT_PHASES = frozenset({"if_reports", "jit_reports"})
+"""Phases whose job takes the ``system_date`` it reports on."""
+
+ACTION_JOBS = {
+    "cover": ("jobs.cover.cover_account", COVER_QUEUE),
+    "replan": ("jobs.settle.replan", SETTLE_QUEUE),
+}
+"""What each action kind runs, and on which queue (its arguments: :func:`action_arguments`)."""
+REPLAN_PENDING_SECONDS = 86400
+"""How long a queued re-plan keeps later changes from queueing another (the job clears it when it starts)."""
+
+
+def actions_for(transfer: InstantFunding, today: date) -> list[PlannedAction]:
+    """The event → action rule: the jobs a transfer's change causes (the store appends them only when the
+    record is a change: a new status, never a replay or an older snapshot).
+
+    - ``CANCELED`` → ``cover-<account>-<deadline>`` (queue ``settlekeeper-cover``): the 8 PM cancellation took
+      the buying power back from the customer's cash, which may leave a debit to cover from RF.
+    - any change of a transfer due today → ``replan-<deadline>-<n>`` (queue ``settlekeeper-settle``): what is
+      due changed (settled by the partner, interest booked), so the settlement is planned again; coalesced,
+      one queued at a time until it starts.
+    """
+    deadline = transfer.deadline.isoformat()
+    planned = []
+    if transfer.status is IFStatus.CANCELED:
+        planned.append(PlannedAction("cover", f"cover-{transfer.account_no}-{deadline}", transfer.account_no, deadline))
+    if transfer.deadline == today:
+        planned.append(
+            PlannedAction(
+                "replan",
+                f"replan-{deadline}",
+                "",
+                deadline,
+                pending_key=keys.replan_pending(deadline),
+                seq_key=keys.replan_seq(deadline),
+            )
+        )
+    return planned
+
+
+def action_arguments(action: Action) -> dict[str, str]:
+    """The keyword arguments of an action's job."""
+    if action.kind == "cover":
+        return {"account_no": action.account_no, "deadline": action.deadline}
+    return {"deadline": action.deadline}
+
+
+def queue(name: str, connection: redis.Redis) -> Queue:
+    """A settlekeeper queue: JSON serializer (amounts travel as strings), explicit TTLs."""
+    return Queue(name, connection=connection, serializer=JSONSerializer, default_timeout=JOB_TIMEOUT_SECONDS)
+
+
+def enqueue_action(connection: redis.Redis, action: Action) -> bool:
+    """Enqueue the job of ``action`` with its deterministic id; False if it was already enqueued."""
+    func, queue_name = ACTION_JOBS[action.kind]
+    return enqueue_once(connection, queue_name, func, action_arguments(action), action.job_id)
+
+
+def enqueue_once(connection: redis.Redis, queue_name: str, func: str, kwargs: dict[str, Any], job_id: str) -> bool:
+    """Enqueue ``func`` with a deterministic ``job_id`` unless a job with that id exists (``unique=True``).
+
+    Every settlekeeper job goes through here: JSON serializer, explicit TTLs, retries for transient errors.
+    """
+    try:
+        queue(queue_name, connection).enqueue(
+            func,
+            kwargs=kwargs,
+            job_id=job_id,
+            unique=True,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            retry=RETRY,
+        )
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def _delivery_order(entry: str) -> tuple[int, str]:
+    """Where an outbox entry ``<dedup>|<seq>|<state>`` goes: earlier incidents first, and within one the
+    trigger, its escalations by severity, then the resolve, so one worker sends them as they happened."""
+    _, seq, state = entry.rsplit("|", 2)
+    rank = {"trigger": "0", "escalate-info": "1", "escalate-warning": "2", "escalate-critical": "3"}.get(state, "9")
+    return int(seq), rank
+
+
+def enqueue_alert_deliveries(connection: redis.Redis) -> int:
+    """Hand every pending alert state change to the alert queue (unique job ids); returns how many."""
+    from funding.alerts import delivery_job_id
+
+    enqueued = 0
+    entries = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in connection.smembers(keys.ALERT_OUTBOX)]
+    for entry in sorted(entries, key=_delivery_order):  # a set has no order: incidents, then their states
+        dedup_key, seq, action = entry.rsplit("|", 2)
+        kwargs = {"dedup_key": dedup_key, "seq": int(seq), "action": action}
+        job_id = delivery_job_id(dedup_key, int(seq), action)
+        enqueued += enqueue_once(connection, ALERT_QUEUE, "jobs.alert_delivery.deliver", kwargs, job_id)
+        connection.srem(keys.ALERT_OUTBOX, entry)
+    return enqueued
+
+
+def failed_job_ids(connection: redis.Redis) -> set[str]:
+    """Ids of every job in the failed registries of settlekeeper's queues (one ZRANGE each)."""
+    from rq.registry import FailedJobRegistry
+
+    return {
+        job_id
+        for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)
+        for job_id in FailedJobRegistry(queue=queue(name, connection)).get_job_ids()
+    }
+
+
+def job_function(connection: redis.Redis, job_id: str) -> str:
+    """The dotted function name of a job (``?`` when its hash expired)."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer).func_name or "?"
+    except NoSuchJobError:
+        return "?"
+
+
+def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
+    """Enqueue a business phase for ``day`` once (job id ``phase-<name>-<day>``); False if it already was."""
+    func, queue_name = PHASE_JOBS[phase]
+    kwargs = {"deadline": day} if phase == "sweep" else {"phase": phase, "deadline": day}
+    if phase in REPORT_PHASES:
+        kwargs = {"system_date": day}
+    return enqueue_once(connection, queue_name, func, kwargs, f"phase-{phase.replace('_', '-')}-{day}")
