@@ -1,4 +1,8 @@
-"""The ``settlekeeper`` command: one subcommand per process kind."""
+"""The ``settlekeeper`` command: one subcommand per process kind.
+
+Each command imports what it runs inside its own function, so ``settlekeeper listen`` loads the listener
+and not the sandbox or the demo (a test checks ``sys.modules``).
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,6 @@ from aiohttp import web
 from config.logging import configure_logging
 from config.settings import Settings, load_settings
 from funding.errors import ConfigError
-from sandbox.app import create_app
-from sandbox.clock_control import SandboxClock
-from sandbox.state import SeedConfig
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +136,11 @@ async def run_listener(settings: Settings) -> None:
 
 
 async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
+    """The sandbox (imported here only: ``listen`` and ``work`` never load it, and the image needs it not)."""
+    from sandbox.app import create_app
+    from sandbox.clock_control import SandboxClock
+    from sandbox.state import SeedConfig
+
     start = datetime.fromisoformat(args.start) if args.start else None
     clock = SandboxClock(start, speed=args.speed)
     app = create_app(settings, SeedConfig(customers=args.customers), clock=clock)

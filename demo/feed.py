@@ -19,7 +19,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from funding.calendar import to_et
-from jobs.settle import INTENT_TAG
+from jobs.settlements import INTENT_TAG
 from store import keys
 
 PAGE = 100

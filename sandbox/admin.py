@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from funding.money import ZERO, wire
 from sandbox import wire as render
 from sandbox.api import amount_of, parse_instant
-from sandbox.app import RUNTIME, engine, read_json
 from sandbox.event_streams import OPEN_STREAMS
 from sandbox.faults import Fault
+from sandbox.http import RUNTIME, engine, read_json
 from sandbox.state import SandboxError, SeedConfig
 from sandbox.synthetic import fill
 

@@ -12,8 +12,8 @@ from funding.errors import MalformedDataError
 from funding.models import IFStatus
 from funding.money import ZERO, dumps_decimal_numbers, parse_money, wire
 from sandbox import wire as render
-from sandbox.app import engine, fingerprint, idempotency_key, read_json, runtime
 from sandbox.faults import tamper_jit_report
+from sandbox.http import engine, fingerprint, idempotency_key, read_json, runtime
 from sandbox.state import SandboxError, Transfer
 
 IF_SORT_FIELDS = ("created_at", "amount", "deadline")

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from funding.calendar import ET
 from sandbox.api import parse_instant
-from sandbox.app import RATE_HEADERS, RUNTIME, engine
 from sandbox.event_log import StoredEvent, StreamName
 from sandbox.faults import Fault
+from sandbox.http import RATE_HEADERS, RUNTIME, engine
 from sandbox.state import SandboxError
 
 MAX_CONNECTIONS = 25

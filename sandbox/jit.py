@@ -7,14 +7,12 @@ import io
 import uuid
 from datetime import date, time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from funding.calendar import at_et, to_et
 from funding.money import ZERO, quantize, wire
+from sandbox.ground import Ground
 from sandbox.state import Account, AccountKind, JitTrade, Position, SandboxError
-
-if TYPE_CHECKING:
-    from sandbox.engine import Engine
 
 DETAIL_COLUMNS = (
     "trns_id",
@@ -52,12 +50,12 @@ RECEIVABLES_LEDGER = LEDGERS[2][0]
 
 
 class JitDesk:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ground: Ground) -> None:
+        self.ground = ground
         self.trades: list[JitTrade] = []
         self.executed_buys = ZERO
         self.executed_sells = ZERO
-        self.created_at = engine.now
+        self.created_at = ground.now
 
     @property
     def in_use(self) -> Decimal:
@@ -75,7 +73,7 @@ class JitDesk:
         description: str = "",
     ) -> JitTrade:
         """Execute a customer order at ``price``; a buy spends buying power (cash, memoposts included)."""
-        engine = self.engine
+        ground = self.ground
         if account.kind is not AccountKind.CUSTOMER:
             raise SandboxError(422, "only customer accounts trade")
         if side not in ("buy", "sell") or qty <= 0 or price <= 0 or commission < 0:
@@ -88,14 +86,14 @@ class JitDesk:
                     403,
                     f"insufficient buying power: {wire(max(account.cash, ZERO))}, order costs {wire(cost)}",
                 )
-            if self.in_use + cost > engine.seed.jit_daily_net_limit:
+            if self.in_use + cost > ground.seed.jit_daily_net_limit:
                 raise SandboxError(
                     403, "JIT daily net limit reached: buying is halted until the limit resets at 8 PM ET"
                 )
             held = account.positions.get(symbol)
             new_qty = qty + (held.qty if held else ZERO)
             account.positions[symbol] = Position(symbol, new_qty, price)
-            engine.books.post(engine.now, account, "cash", -cost, f"buy {qty} {symbol}", symbol, "market")
+            ground.books.post(ground.now, account, "cash", -cost, f"buy {qty} {symbol}", symbol, "market")
             self.executed_buys += cost
             net = -cost
             category = "in_t1"
@@ -108,12 +106,12 @@ class JitDesk:
             if held.qty == 0:
                 del account.positions[symbol]
             proceeds = gross - commission
-            engine.books.post(engine.now, account, "cash", proceeds, f"sell {qty} {symbol}", symbol, "market")
+            ground.books.post(ground.now, account, "cash", proceeds, f"sell {qty} {symbol}", symbol, "market")
             self.executed_sells += proceeds
             net = proceeds
             category = "out_t1"
-        local = to_et(engine.now)
-        system_date = engine.system_date
+        local = to_et(ground.now)
+        system_date = ground.system_date
         row = JitTrade(
             trns_id=str(uuid.uuid4()),
             external_id=str(uuid.uuid4()),
@@ -124,7 +122,7 @@ class JitDesk:
             system_date=system_date,
             trade_date=system_date,
             trade_time=local.strftime("%H:%M:%S"),
-            settle_date=engine.calendar.next_trading_day(system_date),
+            settle_date=ground.calendar.next_trading_day(system_date),
             side=side,
             qty=qty,
             price=price,
@@ -136,8 +134,8 @@ class JitDesk:
             client_order_id=str(uuid.uuid4()),
         )
         self.trades.append(row)
-        engine.emit.activity(
-            engine.now,
+        ground.emit.activity(
+            ground.now,
             account,
             "TRD",
             status="executed",
@@ -171,8 +169,8 @@ class JitDesk:
 
     def limits(self) -> dict[str, Any]:
         return {
-            "correspondent": self.engine.seed.correspondent,
-            "daily_net_limit": wire(self.engine.seed.jit_daily_net_limit),
+            "correspondent": self.ground.seed.correspondent,
+            "daily_net_limit": wire(self.ground.seed.jit_daily_net_limit),
             "in_use_limit": wire(self.in_use),
             "executed_buys": wire(self.executed_buys),
             "executed_sells": wire(self.executed_sells),
@@ -183,7 +181,7 @@ class JitDesk:
     def report(self, report_type: str, system_date: date) -> str:
         """The CSV text of a ``detail`` or ``net_summary`` report, once it is available."""
         ready = at_et(system_date, REPORTS_READY_AT)
-        if self.engine.now < ready:
+        if self.ground.now < ready:
             raise SandboxError(
                 404,
                 f"the {report_type} report for {system_date} is not available yet "

@@ -6,16 +6,14 @@ import uuid
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from funding.calendar import to_et
 from funding.errors import MalformedDataError
 from funding.models import JournalStatus
 from funding.money import ZERO, has_at_most_cents, parse_money, wire
+from sandbox.ground import Ground
 from sandbox.state import Account, AccountKind, IdempotencyStore, Journal, SandboxError
-
-if TYPE_CHECKING:
-    from sandbox.engine import Engine
 
 _FIXTURE_PENDING = "/fixtures/status=pending/fixtures/"
 _FIXTURE_REJECTED = "/fixtures/status=rejected/fixtures/"
@@ -23,8 +21,8 @@ CANCELABLE = (JournalStatus.PENDING, JournalStatus.QUEUED)
 
 
 class JournalDesk:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ground: Ground) -> None:
+        self.ground = ground
         self.journals: dict[str, Journal] = {}
         self.keys = IdempotencyStore()
         self._daily_to_customers: defaultdict[date, Decimal] = defaultdict(lambda: ZERO)
@@ -81,12 +79,12 @@ class JournalDesk:
         return results
 
     def _build(self, body: dict[str, Any], key: str | None, *, batch: bool) -> Journal:
-        engine = self.engine
+        ground = self.ground
         if body.get("entry_type") != "JNLC":
             raise SandboxError(422, "the sandbox supports entry_type JNLC only")
         amount = _amount(body.get("amount"))
-        source = engine.books.account_by_id(str(body.get("from_account", "")))
-        target = engine.books.account_by_id(str(body.get("to_account", "")))
+        source = ground.books.account_by_id(str(body.get("from_account", "")))
+        target = ground.books.account_by_id(str(body.get("to_account", "")))
         if source.id == target.id:
             raise SandboxError(422, "from_account and to_account must differ")
         if not source.is_firm and not target.is_firm:
@@ -111,15 +109,15 @@ class JournalDesk:
             amount=amount,
             status=JournalStatus.QUEUED,
             description=description,
-            created_at=engine.now,
-            system_date=engine.system_date,
+            created_at=ground.now,
+            system_date=ground.system_date,
             transmitter=transmitter,
             idempotency_key=key,
             batch=batch,
             fixture=fixture,
         )
         self.journals[journal.id] = journal
-        engine.emit.journal_status(engine.now, journal, "", JournalStatus.QUEUED.value)
+        ground.emit.journal_status(ground.now, journal, "", JournalStatus.QUEUED.value)
         return journal
 
     def _refused(self, body: dict[str, Any], key: str | None, message: str) -> Journal:
@@ -131,8 +129,8 @@ class JournalDesk:
             amount=ZERO,
             status=JournalStatus.REFUSED,
             description=str(body.get("description") or ""),
-            created_at=self.engine.now,
-            system_date=self.engine.system_date,
+            created_at=self.ground.now,
+            system_date=self.ground.system_date,
             idempotency_key=key,
             batch=True,
             error_message=message,
@@ -141,14 +139,14 @@ class JournalDesk:
         return journal
 
     def _over_limits(self, journal: Journal, target: Account, source: Account) -> bool:
-        seed = self.engine.seed
+        seed = self.ground.seed
         if target.is_firm and not (source.is_firm and seed.jnlc_limits_apply_to_firm):
             return False  # the limits apply to journals into customer accounts (A6)
         used = self._daily_to_customers[journal.system_date]
         return journal.amount > seed.jnlc_transaction_limit or used + journal.amount > seed.jnlc_daily_limit
 
     def _book(self, journal: Journal) -> None:
-        books = self.engine.books
+        books = self.ground.books
         source, target = books.account_by_id(journal.from_account), books.account_by_id(journal.to_account)
         if journal.fixture is not None or self._over_limits(journal, target, source):
             self._move(journal, JournalStatus.PENDING)
@@ -156,22 +154,22 @@ class JournalDesk:
         self._execute(journal)
 
     def _execute(self, journal: Journal) -> None:
-        engine = self.engine
-        source = engine.books.account_by_id(journal.from_account)
-        target = engine.books.account_by_id(journal.to_account)
+        ground = self.ground
+        source = ground.books.account_by_id(journal.from_account)
+        target = ground.books.account_by_id(journal.to_account)
         if source.transferable < journal.amount:
             journal.error_message = "amount requested to move is not available"
             self._move(journal, JournalStatus.REJECTED)
             return
-        engine.books.post(engine.now, source, "cash", -journal.amount, "journal", journal.id, target.number)
-        engine.books.post(engine.now, target, "cash", journal.amount, "journal", journal.id, source.number)
+        ground.books.post(ground.now, source, "cash", -journal.amount, "journal", journal.id, target.number)
+        ground.books.post(ground.now, target, "cash", journal.amount, "journal", journal.id, source.number)
         if not target.is_firm:
             self._daily_to_customers[journal.system_date] += journal.amount
-        journal.settle_date = engine.settle_date()
+        journal.settle_date = ground.settle_date()
         self._move(journal, JournalStatus.EXECUTED)
         for account, sign in ((source, -1), (target, 1)):
-            engine.emit.activity(
-                engine.now,
+            ground.emit.activity(
+                ground.now,
                 account,
                 "JNLC",
                 status="executed",
@@ -181,12 +179,12 @@ class JournalDesk:
                 description=journal.description,
                 details={"journal_id": journal.id},
             )
-        engine.retry_awaiting()
+        ground.retry_awaiting()
 
     def _move(self, journal: Journal, status: JournalStatus) -> None:
         previous = journal.status
         journal.status = status
-        self.engine.emit.journal_status(self.engine.now, journal, previous.value, status.value)
+        self.ground.emit.journal_status(self.ground.now, journal, previous.value, status.value)
 
     def approve(self, journal_id: str) -> Journal:
         """Sandbox admin: Alpaca ops approve a pending journal; it executes now."""

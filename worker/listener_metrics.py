@@ -16,7 +16,14 @@ class ListenerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series add nothing for a scrape target that restarts rarely
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self.due_deadlines: set[str] = set()
+        """The ``deadline`` labels of the due gauges now exported (the limits monitor keeps them current)."""
+        self._streams(self.registry)
+        self._pipeline(self.registry)
+        self._limits(self.registry)
+
+    def _streams(self, r: CollectorRegistry) -> None:
+        """The stream readers' series."""
         self.events = Counter(
             "stream_events",
             "Stream events received, by stream and activity type.",
@@ -83,6 +90,9 @@ class ListenerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
+
+    def _pipeline(self, r: CollectorRegistry) -> None:
+        """Leadership, records, actions, hints, the heal poller, Redis and the Broker API as the listener sees them."""
         self.leader = Gauge(
             "listener_leader",
             "1 while this listener holds the lease and reads, 0 on standby.",
@@ -128,7 +138,27 @@ class ListenerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
-        # the limits monitor (worker/limits.py), every SETTLEKEEPER_LIMITS_POLL_SECONDS
+        self.redis_up = Gauge(
+            "redis_up",
+            "1 while the listener's last Redis command (lease, commit) succeeded, 0 while Redis is unreachable.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "broker_auth_failures",
+            "Times the Broker API refused the credentials (HTTP 401/403).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.credentials_ok = Gauge(
+            "broker_credentials_ok",
+            "1 once the Broker API accepted the credentials, 0 after it refused them (until accepted again).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+
+    def _limits(self, r: CollectorRegistry) -> None:
+        """The limits monitor's (worker/limits.py), every SETTLEKEEPER_LIMITS_POLL_SECONDS."""
         self.limits_polls = Counter("limits_polls", "Limits monitor polls.", namespace=NAMESPACE, registry=r)
         self.limits_poll_errors = Counter(
             "limits_poll_errors",
@@ -191,26 +221,6 @@ class ListenerMetrics:
             "due_transfers",
             "Unsettled transfers, for the open deadline and the next one (from the store).",
             ["deadline"],
-            namespace=NAMESPACE,
-            registry=r,
-        )
-        self.due_deadlines: set[str] = set()
-        """The ``deadline`` labels of the due gauges now exported (the limits monitor keeps them current)."""
-        self.redis_up = Gauge(
-            "redis_up",
-            "1 while the listener's last Redis command (lease, commit) succeeded, 0 while Redis is unreachable.",
-            namespace=NAMESPACE,
-            registry=r,
-        )
-        self.auth_failures = Counter(
-            "broker_auth_failures",
-            "Times the Broker API refused the credentials (HTTP 401/403).",
-            namespace=NAMESPACE,
-            registry=r,
-        )
-        self.credentials_ok = Gauge(
-            "broker_credentials_ok",
-            "1 once the Broker API accepted the credentials, 0 after it refused them (until accepted again).",
             namespace=NAMESPACE,
             registry=r,
         )

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from sandbox.app import RUNTIME
 from sandbox.event_log import StreamName
+from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
 from tests.conftest import Sandbox

@@ -24,7 +24,7 @@ from broker.client import BrokerClient
 from config.settings import load_settings
 from funding.errors import AuthenticationError, ClientError
 from jobs.registry import enqueue_phase
-from sandbox.app import RUNTIME
+from sandbox.http import RUNTIME
 from store import keys
 from tests.conftest import Sandbox
 from tests.jobs.conftest import RunWorker

@@ -31,7 +31,7 @@ from funding.calendar import ET
 from funding.records import Action
 from jobs.failpoints import FAILPOINTS, KILLED_EXIT_STATUS
 from jobs.registry import COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE, enqueue_action, enqueue_phase, queue
-from jobs.settle import INTENT_TAG
+from jobs.settlements import INTENT_TAG
 from store import keys
 from tests.conftest import Sandbox, SandboxFactory
 from tests.jobs.conftest import JOB_ENV

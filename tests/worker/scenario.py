@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 
 from funding.calendar import ET
 from jobs.registry import COVER_QUEUE, SETTLE_QUEUE
-from sandbox.app import RUNTIME
 from sandbox.event_log import StreamName
+from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
 from tests.conftest import Sandbox

@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from funding.errors import LeaseLostError
-from sandbox.app import RUNTIME
 from sandbox.event_log import StreamName
+from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
 from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory

@@ -1,0 +1,173 @@
+"""One settlement of a settle run: posted once per intent, followed to a final status, found again after a crash.
+
+A settlement has no idempotency key (docs/broker-api.md "Settlements"), so it carries its intent key in
+``additional_info`` (``settlekeeper intent <key>``): a run that resumes after a crash finds it by that text
+(:func:`find_settlement`) instead of posting it again. Each transfer's ``transmitter_info`` is the template
+of the settings, the customer's identity (read once, then cached) and any per-account override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from decimal import Decimal
+
+import structlog
+
+from funding.errors import PermanentError, Waiting
+from funding.models import InstantFunding, Settlement, SettlementStatus
+from funding.money import display
+from jobs import failpoints
+from jobs.job_metrics import count_movement
+from jobs.runtime import JobContext, held_back, idempotency_key
+from store import keys
+from store.audit import Intent, IntentStatus
+from store.codec import text, text_map
+
+log = structlog.get_logger(__name__)
+
+INTENT_TAG = "settlekeeper intent "
+"""Prefix of ``additional_info``: how a settlement is found again after a crash."""
+IDENTITY_READS = 8
+"""Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
+
+
+async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:
+    total = sum((t.remaining_payable for t in batch), Decimal(0))
+    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
+    key = f"settle-{deadline}-{seq}"
+    intent = Intent(
+        key, "settle", deadline.isoformat(), f"{len(batch)} transfers due {deadline}", total, idempotency_key(key)
+    )
+    await ctx.before_call()  # set while SI was being funded: killed, not a guardrail refusal
+    verdict = await ctx.guard.check("settle", total, day=deadline)
+    if await held_back(ctx, intent, verdict, f"settlement of {display(total)}", transfers=str(len(batch))):
+        return None
+    await ctx.ledger.remember_transfers(key, (str(t.id) for t in batch))
+    await ctx.ledger.save(intent, "settle_planned", transfers=len(batch))
+    return await post_settlement(ctx, intent, batch)
+
+
+async def dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> None:
+    total = sum((t.remaining_payable for t in batch), Decimal(0))
+    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
+    key = f"settle-{deadline}-{seq}"
+    intent = Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key), IntentStatus.DRY_RUN)
+    await ctx.ledger.save(intent, "settle_dry-run", transfers=len(batch))
+    await count_movement(ctx.redis, intent, IntentStatus.DRY_RUN)
+
+
+async def post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
+    infos = await _transmitters(ctx, {t.account_no for t in batch})
+    transfers = [{"instant_transfer_id": str(t.id), "transmitter_info": infos[t.account_no]} for t in batch]
+    await ctx.before_call()
+    intent.status = IntentStatus.SENT
+    await ctx.ledger.save(intent, "settle_sent", transfers=len(batch))
+    failpoints.reach(ctx.settings, "settlement.before_call")
+    try:
+        settlement = await ctx.broker.create_settlement(
+            {"transfers": transfers, "additional_info": INTENT_TAG + intent.key}
+        )
+    except PermanentError as exc:
+        intent.status, intent.detail = IntentStatus.FAILED, str(exc)[:500]
+        await ctx.ledger.save(intent, "settle_refused", error=str(exc)[:500])
+        await count_movement(ctx.redis, intent, "failed")
+        await ctx.alert(
+            "settlement_refused", "critical", f"settlement {intent.key} refused: {exc}", f"settle-refused-{intent.key}"
+        )
+        return SettlementStatus.FAILED
+    failpoints.reach(ctx.settings, "settlement.after_call")
+    return await follow_settlement(ctx, intent, settlement)
+
+
+async def follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlement) -> SettlementStatus:
+    intent.broker_id = str(settlement.id)
+    waited = 0.0
+    while True:
+        intent.broker_status = settlement.status.value
+        if settlement.status in (SettlementStatus.COMPLETED, SettlementStatus.FAILED):
+            intent.status = (
+                IntentStatus.DONE if settlement.status is SettlementStatus.COMPLETED else IntentStatus.FAILED
+            )
+            intent.detail = settlement.reason or ""
+            failpoints.reach(ctx.settings, "settlement.before_outcome")
+            await ctx.ledger.save(
+                intent,
+                f"settle_{settlement.status.value.lower()}",
+                settlement_id=intent.broker_id,
+                reason=settlement.reason,
+                total=str(settlement.total_amount),
+                interest=str(settlement.interest_amount),
+            )
+            await count_movement(ctx.redis, intent, "completed" if intent.status == IntentStatus.DONE else "failed")
+            failpoints.reach(ctx.settings, "settlement.after_outcome")
+            return settlement.status
+        await ctx.ledger.save(
+            intent, "settle_in_progress", settlement_id=intent.broker_id, status=settlement.status.value
+        )
+        if waited >= ctx.settings.settlement_wait_seconds:
+            raise Waiting(f"settlement {settlement.id} is {settlement.status.value}")
+        await ctx.pause()
+        waited += ctx.settings.poll_seconds
+        settlement = await ctx.broker.get_settlement(intent.broker_id)
+
+
+async def find_settlement(ctx: JobContext, intent_key: str) -> Settlement | None:
+    """The settlement carrying ``intent_key`` in ``additional_info``, whatever its status (A5)."""
+    for settlement in await ctx.broker.list_settlements():
+        if (settlement.additional_info or "") == INTENT_TAG + intent_key:
+            return settlement
+    return None
+
+
+async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dict[str, str]]:
+    """``transmitter_info`` of each account: template + the customer's identity (cached) + per-account overrides."""
+    ordered = sorted(account_nos)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account_no in ordered:
+            pipe.hgetall(keys.identity(account_no))
+        cached = await pipe.execute()
+    identities = {no: text_map(raw) for no, raw in zip(ordered, cached, strict=True) if raw}
+    missing = [no for no in ordered if no not in identities]
+    if missing:
+        identities.update(await _read_identities(ctx, missing))
+    template = json.loads(ctx.settings.transmitter_template)
+    overrides = json.loads(ctx.settings.transmitter_overrides)
+    infos = {}
+    for account_no in ordered:
+        info = {**template, **identities[account_no]}
+        info.update(overrides.get(account_no, {}))
+        infos[account_no] = {k: str(v) for k, v in info.items() if v not in (None, "")}
+    return infos
+
+
+async def _read_identities(ctx: JobContext, account_nos: list[str]) -> dict[str, dict[str, str]]:
+    """Name and bank account number of customers not cached yet: ``GET /v1/accounts/{id}``, a few at a time,
+    then cached in Redis."""
+    known = await ctx.redis.hmget(keys.ACCOUNT_IDS, account_nos)
+    account_ids = {no: text(found) for no, found in zip(account_nos, known, strict=True) if found is not None}
+    pending = iter(account_nos)
+    identities: dict[str, dict[str, str]] = {}
+
+    async def read() -> None:
+        for account_no in pending:  # shared: each account is read by one of the readers
+            account = await ctx.broker.account(account_ids.get(account_no) or await ctx.account_id(account_no))
+            person = account.identity or {}
+            identities[account_no] = {
+                "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
+                "originator_bank_account_number": account_no,
+            }
+
+    readers = [asyncio.create_task(read()) for _ in range(min(IDENTITY_READS, len(account_nos)))]
+    try:
+        await asyncio.gather(*readers)
+    finally:  # on an error, stop the others before it propagates
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for account_no, identity in identities.items():
+            pipe.hset(keys.identity(account_no), mapping=identity)  # type: ignore[arg-type]
+        await pipe.execute()
+    return identities
