@@ -205,7 +205,8 @@ async def verify(base: str, prep: dict[str, Any], transfers: int) -> tuple[list[
         problems.append(f"{len(settlements)} settlements, expected {expected}")
     if sum(Decimal(s["total_amount"]) for s in settlements) != prep["due"]:
         problems.append("settlement totals differ from the sum due")
-    # SI is swept to zero after each settlement (A5), so each settlement has its own RF → SI journal
+    # SI is swept to zero after each settlement (docs/broker-api.md "Settlements"), so each settlement has its own RF
+    # → SI journal
     if len(journals) != expected or sum(Decimal(j["net_amount"]) for j in journals) != prep["due"]:
         amounts = [j["net_amount"] for j in journals]
         problems.append(f"journals {amounts}: expected {expected}, summing to {prep['due']}")

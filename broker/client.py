@@ -2,7 +2,7 @@
 
 Only idempotent calls are retried here (GETs, and POSTs that carry an ``Idempotency-Key``), with capped
 exponential backoff and full jitter; a 429 waits for ``X-RateLimit-Reset`` when the server sent it.
-A settlement POST has no idempotency key (A5) and is never retried by this client.
+A settlement POST has no idempotency key (docs/broker-api.md "Settlements") and is never retried by this client.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 import structlog
+from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
 from funding import ids
@@ -58,6 +59,7 @@ Sleep = Callable[[float], Awaitable[None]]
 OnRetry = Callable[[str, str, float], None]
 """Told of every retry wait: (error kind, ``METHOD /path``, seconds); the listener counts it in a metric."""
 log = structlog.get_logger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = MAX_RETRY_WAIT_SECONDS) -> float:
@@ -169,14 +171,15 @@ class BrokerClient:
                 status = resp.status
                 reset = resp.headers.get("X-RateLimit-Reset")
         except (aiohttp.ClientError, TimeoutError) as exc:
+            # from None: aiohttp's error holds the request (its Authorization header) in request_info
             raise TransportError(f"{where}: {type(exc).__name__}: {exc}") from None
         if status < 300:
             if not raw:
                 return None
             try:
                 return loads_exact(raw)
-            except ValueError:
-                raise MalformedDataError(f"{where}: response is not JSON ({raw[:80]!r})") from None
+            except ValueError as exc:
+                raise MalformedDataError(f"{where}: response is not JSON ({raw[:80]!r})") from exc
         code, message = _error_body(raw)
         text = f"{where} → HTTP {status}" + (f" code {code}" if code else "") + f": {message}"
         if status == 429:
@@ -197,7 +200,7 @@ class BrokerClient:
 
     async def get_transfer(self, transfer_id: str) -> InstantFunding:
         target = ids.path("v1", "instant_funding", ids.uuid(transfer_id, "transfer id"))
-        return InstantFunding.model_validate(await self.request("GET", target))
+        return parsed(InstantFunding, await self.request("GET", target), target)
 
     async def list_transfers(
         self,
@@ -228,7 +231,7 @@ class BrokerClient:
             ahead = asyncio.ensure_future(page_at(len(rows) + len(page))) if len(page) >= PAGE_SIZE else None
             try:
                 await asyncio.sleep(0)  # lets the request go out before the validation below holds the loop
-                rows.extend(InstantFunding.model_validate(item) for item in page)
+                rows.extend(parsed_all(InstantFunding, page, "/v1/instant_funding"))
             except BaseException:
                 if ahead is not None:
                     ahead.cancel()
@@ -239,45 +242,48 @@ class BrokerClient:
             page = await ahead
 
     async def find_account(self, account_no: str) -> Account:
-        """Map an account number to its account (A7); 404-like :class:`NotFoundError` if absent."""
+        """Map an account number to its account (docs/broker-api.md "Account numbers and ids"); 404-like
+        :class:`NotFoundError` if absent."""
         rows = await self.request("GET", "/v1/accounts", params={"query": ids.account_number(account_no)})
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and row.get("account_number") == account_no:
-                return Account.model_validate(row)
+                return parsed(Account, row, "/v1/accounts")
         raise NotFoundError(f"no account numbered {account_no}", status=404)
 
     async def trade_account(self, account_id: str) -> TradeAccount:
         target = ids.path("v1", "trading", "accounts", ids.uuid(account_id, "account id"), "account")
-        return TradeAccount.model_validate(await self.request("GET", target))
+        return parsed(TradeAccount, await self.request("GET", target), target)
 
     async def account(self, account_id: str) -> Account:
         target = ids.path("v1", "accounts", ids.uuid(account_id, "account id"))
-        return Account.model_validate(await self.request("GET", target))
+        return parsed(Account, await self.request("GET", target), target)
 
     async def create_journal(self, body: Mapping[str, Any], idempotency_key: str) -> Journal:
-        """``POST /v1/journals``; safe to repeat with the same key and body (A6)."""
-        return Journal.model_validate(
-            await self.request("POST", "/v1/journals", body=dict(body), idempotency_key=idempotency_key)
-        )
+        """``POST /v1/journals``; safe to repeat with the same key and body (docs/broker-api.md "Journals")."""
+        answer = await self.request("POST", "/v1/journals", body=dict(body), idempotency_key=idempotency_key)
+        return parsed(Journal, answer, "/v1/journals")
 
     async def get_journal(self, journal_id: str) -> Journal:
         target = ids.path("v1", "journals", ids.uuid(journal_id, "journal id"))
-        return Journal.model_validate(await self.request("GET", target))
+        return parsed(Journal, await self.request("GET", target), target)
 
     async def create_settlement(self, body: Mapping[str, Any]) -> Settlement:
-        """``POST /v1/instant_funding/settlements``: no idempotency key exists (A5), so never retried here."""
-        return Settlement.model_validate(await self.request("POST", "/v1/instant_funding/settlements", body=dict(body)))
+        """``POST /v1/instant_funding/settlements``: no idempotency key exists (docs/broker-api.md "Settlements"), so
+        never retried here."""
+        answer = await self.request("POST", "/v1/instant_funding/settlements", body=dict(body))
+        return parsed(Settlement, answer, "/v1/instant_funding/settlements")
 
     async def get_settlement(self, settlement_id: str) -> Settlement:
         target = ids.path("v1", "instant_funding", "settlements", ids.uuid(settlement_id, "settlement id"))
-        return Settlement.model_validate(await self.request("GET", target))
+        return parsed(Settlement, await self.request("GET", target), target)
 
     async def list_settlements(self, statuses: list[str] | None = None) -> list[Settlement]:
-        """Settlements filtered by status; accepts ``{"settlements": [...]}`` or a bare array (A5)."""
+        """Settlements filtered by status; accepts ``{"settlements": [...]}`` or a bare array (docs/broker-api.md
+        "Settlements")."""
         params = {"statuses": ",".join(statuses)} if statuses else None
         body = await self.request("GET", "/v1/instant_funding/settlements", params=params)
         rows = body.get("settlements", []) if isinstance(body, dict) else body
-        return [Settlement.model_validate(row) for row in rows]
+        return parsed_all(Settlement, rows, "/v1/instant_funding/settlements")
 
     async def if_reports(self, report_type: str, system_date: date) -> list[IFReport]:
         """``GET /v1/instant_funding/reports``: ``summary`` or ``detail`` rows of one settlement cycle."""
@@ -285,7 +291,7 @@ class BrokerClient:
         body = await self.request("GET", "/v1/instant_funding/reports", params=params)
         if not isinstance(body, list):
             raise MalformedDataError(f"GET /v1/instant_funding/reports ({report_type}) did not return an array")
-        return [IFReport.model_validate(row) for row in body]
+        return parsed_all(IFReport, body, "/v1/instant_funding/reports")
 
     async def jit_report(self, report_type: str, system_date: date) -> str:
         """``GET /v1/transfers/jit/reports`` inline: the CSV text of ``detail`` or ``net_summary``.
@@ -301,17 +307,45 @@ class BrokerClient:
         return text
 
     async def if_limits(self) -> CorrespondentLimit:
-        """``GET /v1/instant_funding/limits``: the correspondent's IF limit and what is in use (§1.5)."""
-        return CorrespondentLimit.model_validate(await self.request("GET", "/v1/instant_funding/limits"))
+        """``GET /v1/instant_funding/limits``: the correspondent's IF limit and what is in use."""
+        where = "/v1/instant_funding/limits"
+        return parsed(CorrespondentLimit, await self.request("GET", where), where)
 
     async def jit_limits(self) -> JITLimits:
-        """``GET /v1/transfers/jit/limits``: the JIT daily net limit and ``in_use_limit`` (§6)."""
-        return JITLimits.model_validate(await self.request("GET", "/v1/transfers/jit/limits"))
+        """``GET /v1/transfers/jit/limits``: the JIT daily net limit and ``in_use_limit`` (docs/broker-api.md
+        "JIT securities funding")."""
+        where = "/v1/transfers/jit/limits"
+        return parsed(JITLimits, await self.request("GET", where), where)
 
     async def clock(self) -> datetime:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""
         body = await self.request("GET", "/v1/clock")
         return datetime.fromisoformat(str(body["timestamp"]))
+
+
+def parsed(model: type[M], body: Any, where: str) -> M:
+    """``body`` as ``model``; an answer that does not fit it is a :class:`MalformedDataError` naming the
+    first field that did not (callers catch the error tree, never pydantic's)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _malformed(model, where, exc) from exc
+
+
+def parsed_all(model: type[M], rows: Any, where: str) -> list[M]:
+    """Every row of a list answer as ``model`` (one check for the page: the common case costs nothing)."""
+    if not isinstance(rows, list):
+        raise MalformedDataError(f"{where}: expected a list of {model.__name__}, got {type(rows).__name__}")
+    try:
+        return [model.model_validate(row) for row in rows]
+    except ValidationError as exc:
+        raise _malformed(model, where, exc) from exc
+
+
+def _malformed(model: type[BaseModel], where: str, exc: ValidationError) -> MalformedDataError:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "?"
+    return MalformedDataError(f"{where}: the answer is not a valid {model.__name__}: {field}: {first['msg']}")
 
 
 def _error_body(raw: bytes) -> tuple[int | None, str]:

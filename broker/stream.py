@@ -159,7 +159,8 @@ class _Lines:
         try:
             chunk = await self._content.readany()
         except (aiohttp.ClientError, TimeoutError, HttpProcessingError) as exc:
-            raise StreamClosed(f"event stream broke: {type(exc).__name__}") from None  # cut, or the watchdog
+            # cut, or the watchdog; from None: aiohttp's error holds the request (its Authorization header)
+            raise StreamClosed(f"event stream broke: {type(exc).__name__}") from None
         if not chunk:
             if self._partial or self._skipping is not None:
                 self.truncated += 1
@@ -220,7 +221,7 @@ async def open_stream(
         await source.close()
         if info.response is not None:
             info.response.close()  # refused (4xx/5xx, not 200, not text/event-stream): free the connection
-        raise _connect_error(url, info, exc) from None
+        raise _connect_error(url, info, exc) from None  # the same: the cause holds the Authorization header
     response, info.response = info.response, None  # the one the library now reads from
     assert response is not None
     response.content = _Lines(response.content, on_comment, on_oversized)

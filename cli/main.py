@@ -62,8 +62,8 @@ def _port(text: str) -> int:
     """A TCP port for ``--port``/``--metrics-port``: 0 (pick one, or off where documented) to 65535."""
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from exc
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value}")
     return value

@@ -37,7 +37,8 @@ DEFAULT_JOBS_METRICS_PORT = 9109
 """The port ``settlekeeper work`` serves the jobs' /metrics on, next to the listener's; 0 turns it off."""
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
-"""Alpaca's heartbeat interval is undocumented; 15 s is what the sandbox sends (broker-api.md A2)."""
+"""Alpaca's heartbeat interval is undocumented; 15 s is what the sandbox sends (docs/broker-api.md "Streams and
+cursors")."""
 
 DEFAULT_LEASE_TTL_SECONDS = 15.0
 """A standby takes over within this long after the leader dies or loses Redis; renewed every third."""
@@ -244,8 +245,8 @@ class Settings(BaseSettings):
     def _json_object(cls, value: str) -> str:
         try:
             parsed = json.loads(value)
-        except ValueError:
-            raise ValueError("expected a JSON object") from None
+        except ValueError as exc:
+            raise ValueError("expected a JSON object") from exc
         if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
         return value
@@ -271,8 +272,8 @@ class Settings(BaseSettings):
         expected = f"expected a JSON object mapping {'/'.join(ALERT_SINKS)} to lists of {', '.join(ALERT_SEVERITIES)}"
         try:
             parsed = json.loads(value)
-        except ValueError:
-            raise ValueError(expected) from None
+        except ValueError as exc:
+            raise ValueError(expected) from exc
         if not isinstance(parsed, dict) or not set(parsed) <= set(ALERT_SINKS):
             raise ValueError(expected)
         for severities in parsed.values():
@@ -402,4 +403,5 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         for error in exc.errors(include_input=False, include_url=False):
             field = ".".join(str(part) for part in error["loc"]) or "?"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        # from None: the validation error quotes the values it refused, a password in a URL among them
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

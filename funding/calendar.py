@@ -1,6 +1,7 @@
 """The NYSE trading calendar in US/Eastern (with DST), and the business times of instant funding.
 
-Alpaca's ``system_date`` and ``deadline`` fields are the truth for every transfer (broker-api.md A3);
+Alpaca's ``system_date`` and ``deadline`` fields are the truth for every transfer (docs/broker-api.md "Business dates
+and the timeline");
 the sandbox computes them with :meth:`TradingCalendar.system_date_for` and
 :meth:`TradingCalendar.deadline_for`, and the worker uses this calendar only to schedule its own phases.
 """

@@ -1,6 +1,6 @@
 """JIT securities reports: parse Alpaca's nightly CSVs, check them against each other, say who pays whom.
 
-Alpaca publishes, after 11:30 PM ET on each trade date (seed 001, broker-api.md §6):
+Alpaca publishes, after 11:30 PM ET on each trade date (docs/broker-api.md "JIT securities funding"):
 
 - ``detail``: one row per cash activity (trades, fees, corporate actions), each assigned by its
   ``summary_categrory`` (sic, Alpaca's spelling) to a settlement bucket: ``in_t0``/``out_t0`` → T+0,
@@ -17,7 +17,8 @@ counted and totalled on their own and left out of the bucket sums.
 bucket the partner wires Alpaca the amount "in time for settlement" (we hold the partner to the instant
 funding cutoff, :data:`PARTNER_PAYMENT_CUTOFF`); for a positive bucket "Alpaca will initiate the wire on
 the morning of settlement". The settlement date is the one the detail rows give (Alpaca's fields are the
-truth, broker-api.md A3); a bucket without rows falls back to T+0/T+1/T+2 NYSE trading days after the
+truth, docs/broker-api.md "Business dates and the timeline"); a bucket without rows falls back to T+0/T+1/T+2 NYSE
+trading days after the
 system date.
 
 Amounts are :class:`~decimal.Decimal` throughout; nothing here does I/O.
@@ -133,15 +134,15 @@ def _date(report: str, value: str, line: int, column: str) -> date:
         if len(text) == 10 and text[2] == "-" and text[5] == "-":  # MM-DD-YYYY, as in seed 001's request
             return date(int(text[6:]), int(text[:2]), int(text[3:5]))
         return date.fromisoformat(text)
-    except ValueError:
-        raise JitReportError(report, f"not a date: {text[:40]!r}", line=line, column=column) from None
+    except ValueError as exc:
+        raise JitReportError(report, f"not a date: {text[:40]!r}", line=line, column=column) from exc
 
 
 def _money(report: str, value: str, line: int, column: str) -> Decimal:
     try:
         return parse_money(value, what=column)
     except MalformedDataError as exc:
-        raise JitReportError(report, str(exc), line=line, column=column) from None
+        raise JitReportError(report, str(exc), line=line, column=column) from exc
 
 
 def _records(report: str, text: str, required: Iterable[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -149,10 +150,10 @@ def _records(report: str, text: str, required: Iterable[str]) -> tuple[list[str]
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), strict=True)
     try:
         header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise JitReportError(report, "empty: no header line") from None
+    except StopIteration as exc:
+        raise JitReportError(report, "empty: no header line") from exc
     except csv.Error as exc:
-        raise JitReportError(report, f"not CSV: {exc}", line=1) from None
+        raise JitReportError(report, f"not CSV: {exc}", line=1) from exc
     if CATEGORY_COLUMN not in header and "summary_category" in header:
         header[header.index("summary_category")] = CATEGORY_COLUMN
     missing = [name for name in required if name not in header]
@@ -169,7 +170,7 @@ def _records(report: str, text: str, required: Iterable[str]) -> tuple[list[str]
                 )
             rows.append((reader.line_num, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
-        raise JitReportError(report, f"not CSV: {exc}", line=reader.line_num) from None
+        raise JitReportError(report, f"not CSV: {exc}", line=reader.line_num) from exc
     return header, rows
 
 

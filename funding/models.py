@@ -1,4 +1,4 @@
-"""Wire models of the Broker API (broker-api.md Part B), tolerant of what Alpaca may add.
+"""Wire models of the Broker API (docs/broker-api.md), tolerant of what Alpaca may add.
 
 Unknown fields are kept (``extra="allow"``); an unknown enum value parses into a pseudo-member named
 ``UNKNOWN`` that keeps the raw value, so the caller can log and count it instead of crashing.
@@ -95,7 +95,7 @@ def _parse_amount(value: object) -> Decimal:
     try:
         return parse_money(value)
     except MalformedDataError as exc:
-        raise ValueError(str(exc)) from None  # pydantic reports it as a ValidationError
+        raise ValueError(str(exc)) from exc  # pydantic reports it as a ValidationError
 
 
 Amount = Annotated[Decimal, BeforeValidator(_amount)]
@@ -116,7 +116,7 @@ def _account_number(value: str) -> str:
     try:
         return sys.intern(ids.account_number(value))
     except MalformedDataError as exc:
-        raise ValueError(str(exc)) from None  # pydantic reports it as a ValidationError
+        raise ValueError(str(exc)) from exc  # pydantic reports it as a ValidationError
 
 
 AccountNumber = Annotated[str, AfterValidator(_account_number)]

@@ -16,7 +16,8 @@ DAYS_IN_INTEREST_YEAR = Decimal(360)
 """Alpaca charges both IF late interest and margin interest on an actual/360 basis."""
 
 LATE_INTEREST_SPREAD = Decimal("0.08")
-"""IF late interest is the fed funds upper bound plus 8 % a year (IF guide, broker-api.md A4)."""
+"""IF late interest is the fed funds upper bound plus 8 % a year (docs/broker-api.md "Business dates and the
+timeline")."""
 
 
 def parse_money(value: object, *, what: str = "amount") -> Decimal:
@@ -31,8 +32,8 @@ def parse_money(value: object, *, what: str = "amount") -> Decimal:
     elif isinstance(value, int | str):
         try:
             result = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise MalformedDataError(f"{what} is not a decimal: {str(value)[:40]!r}") from None
+        except InvalidOperation as exc:
+            raise MalformedDataError(f"{what} is not a decimal: {str(value)[:40]!r}") from exc
     else:
         raise MalformedDataError(f"{what} must be a decimal string, got {type(value).__name__}")
     if not result.is_finite():

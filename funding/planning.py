@@ -1,7 +1,7 @@
 """Which transfers to settle, how much SI needs, and what being late or short costs (pure functions).
 
-Priority when RF cannot cover everything (README "When RF is short"): first the transfers whose
-cancellation would leave the customer in debit (the buying power was spent: margin call on T+2,
+Priority when RF cannot cover everything (docs/operations.md "When RF cannot cover everything"): first the
+transfers whose cancellation would leave the customer in debit (the buying power was spent: margin call on T+2,
 liquidation on T+3), then the rest; within each group the smallest remaining payable first, so the
 money saves as many customers as it can; ties by creation time.
 """

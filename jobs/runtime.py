@@ -81,7 +81,7 @@ class JobContext:
         return to_et(await self.now()).date()
 
     async def account_id(self, account_no: str) -> str:
-        """Account number → UUID (A7), cached in ``sk:account_ids``."""
+        """Account number → UUID (docs/broker-api.md "Account numbers and ids"), cached in ``sk:account_ids``."""
         cached = await self.redis.hget(keys.ACCOUNT_IDS, account_no)
         if cached is not None:
             return cached.decode() if isinstance(cached, bytes) else str(cached)

@@ -259,7 +259,8 @@ async def _fund_and_settle(
     """Each batch: top SI up from RF by what it lacks, then settle it; ``settled`` unless a step stopped."""
     settings = ctx.settings
     for n, batch in enumerate(batches):
-        # a completed settlement leaves SI at zero, its excess swept to FW (A5): fund each batch
+        # a completed settlement leaves SI at zero, its excess swept to FW (docs/broker-api.md "Settlements"): fund
+        # each batch
         si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
         top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
         if top_up > 0:
@@ -345,7 +346,8 @@ async def _unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
 
 
 async def _wait_for_other_settlements(ctx: JobContext) -> None:
-    """Only one settlement per source may be in progress (A5): wait for someone else's to finish."""
+    """Only one settlement per source may be in progress (docs/broker-api.md "Settlements"): wait for someone else's
+    to finish."""
     waited = 0.0
     while True:
         busy = [

@@ -114,7 +114,8 @@ async def follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlem
 
 
 async def find_settlement(ctx: JobContext, intent_key: str) -> Settlement | None:
-    """The settlement carrying ``intent_key`` in ``additional_info``, whatever its status (A5)."""
+    """The settlement carrying ``intent_key`` in ``additional_info``, whatever its status (docs/broker-api.md
+    "Settlements")."""
     for settlement in await ctx.broker.list_settlements():
         if (settlement.additional_info or "") == INTENT_TAG + intent_key:
             return settlement

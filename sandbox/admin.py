@@ -1,4 +1,4 @@
-"""Sandbox-only admin API under ``/sandbox/`` (A9); never used by the worker in production."""
+"""Sandbox-only admin API under ``/sandbox/`` (docs/sandbox.md "Faults"); never used by the worker in production."""
 
 from __future__ import annotations
 

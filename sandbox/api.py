@@ -1,4 +1,4 @@
-"""Broker API routes of the sandbox (Part B §1, §3, §4, §6)."""
+"""Broker API routes of the sandbox (the paths and shapes of docs/broker-api.md)."""
 
 from __future__ import annotations
 

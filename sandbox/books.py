@@ -22,7 +22,8 @@ class Books:
         self.ledger: list[LedgerEntry] = []
 
     def seed(self, seed: SeedConfig, now: datetime) -> None:
-        """Create the correspondent's firm accounts (A8) and ``seed.customers`` customers."""
+        """Create the correspondent's firm accounts (docs/broker-api.md "Firm accounts") and ``seed.customers``
+        customers."""
         opening = {
             AccountKind.SI: seed.si_balance,
             AccountKind.RF: seed.rf_balance,

@@ -1,4 +1,4 @@
-"""Builds the stream payloads (Part B §2.3 shapes) and appends them to the event logs."""
+"""Builds the stream payloads (Alpaca's event shapes) and appends them to the event logs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sandbox.event_log import EventLog, MonotonicUlids, StreamName
 from sandbox.state import Account, Journal
 
 NON_TRADE_TYPES = frozenset({"MEM", "CSD", "JNLC", "INT", "FEE", "CSW", "DIV"})
-"""Activity types the v1 NTA stream also carries (MEM included: A1 lets v1 partners follow IF)."""
+"""Activity types the v1 NTA stream also carries (MEM included: v1 partners follow IF on it too)."""
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,4 +1,5 @@
-"""The sandbox engine: instant funding, settlements and the business timeline (A3–A5).
+"""The sandbox engine: instant funding, settlements and the business timeline (docs/broker-api.md "Business dates and
+the timeline", "Settlements").
 
 Every handler calls :meth:`Engine.sync` first, which fires, in time order, every rule that fell due
 since the last call: IF execution, settlement processing, 1 PM interest, 8 PM cancellation,
@@ -249,7 +250,7 @@ class Engine:
         return transfer
 
     def _execute(self, transfer: Transfer) -> None:
-        """PENDING → EXECUTED: book the memopost; buying power is live (IF FAQ §1.9)."""
+        """PENDING → EXECUTED: book the memopost; buying power is live (Alpaca's IF FAQ)."""
         if transfer.status is not IFStatus.PENDING:
             return
         account = self.books.account(transfer.account_no)
@@ -318,7 +319,8 @@ class Engine:
         )
 
     def _book_late_interest(self, day: date) -> None:
-        """1 PM ET on the deadline: one day of late interest on every unsettled transfer (A4)."""
+        """1 PM ET on the deadline: one day of late interest on every unsettled transfer (docs/broker-api.md
+        "Business dates and the timeline")."""
         for transfer in self.transfers.values():
             if transfer.deadline != day or not transfer.unsettled:
                 continue

@@ -1,4 +1,5 @@
-"""SSE event streams (A1, A2; Part B §2): replay from a cursor, then live push, with faults."""
+"""SSE event streams (docs/broker-api.md "Events are hints", "Streams and cursors"): replay from a cursor, then live
+push, with faults."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fault injection (A9): what ``POST /sandbox/faults`` arms and the API and streams obey."""
+"""Fault injection (docs/sandbox.md "Faults"): what ``POST /sandbox/faults`` arms and the API and streams obey."""
 
 from __future__ import annotations
 

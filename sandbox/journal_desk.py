@@ -1,4 +1,5 @@
-"""Journals (A6): JNLC between firm and customer accounts, idempotency, JNLC limits, statuses."""
+"""Journals (docs/broker-api.md "Journals"): JNLC between firm and customer accounts, idempotency, JNLC limits,
+statuses."""
 
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ class JournalDesk:
     def _over_limits(self, journal: Journal, target: Account, source: Account) -> bool:
         seed = self.ground.seed
         if target.is_firm and not (source.is_firm and seed.jnlc_limits_apply_to_firm):
-            return False  # the limits apply to journals into customer accounts (A6)
+            return False  # the limits apply to journals into customer accounts (docs/broker-api.md "Journals")
         used = self._daily_to_customers[journal.system_date]
         return journal.amount > seed.jnlc_transaction_limit or used + journal.amount > seed.jnlc_daily_limit
 

@@ -27,7 +27,7 @@ class SandboxError(Exception):
 
 
 class IdempotencyStore:
-    """Idempotency-Key → (request fingerprint, resource id), as A6 and §1.2 describe."""
+    """Idempotency-Key → (request fingerprint, resource id), as docs/broker-api.md "Journals" describes."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, str]] = {}

@@ -1,4 +1,4 @@
-"""Sandbox records → the JSON shapes of Part B (field names, enum spellings, decimal strings)."""
+"""Sandbox records → Alpaca's JSON shapes (field names, enum spellings, decimal strings)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def redis_url(settings: Settings) -> Iterator[str]:
     try:
         server.start()
     except Exception as exc:
-        raise RedisUnavailableError(f"could not start the embedded Redis server: {exc}") from None
+        raise RedisUnavailableError(f"could not start the embedded Redis server: {exc}") from exc
     log.info("embedded_redis_started", port=server.port)
     try:
         yield server.connection_url

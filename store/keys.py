@@ -63,7 +63,8 @@ HINT_SEQ = f"{PREFIX}hint_seq"
 UNSETTLED = f"{PREFIX}unsettled"
 """Set: ids of every transfer the store holds as PENDING or EXECUTED (what the heal poller checks)."""
 ACCOUNT_IDS = f"{PREFIX}account_ids"
-"""Hash: account number → account UUID (A7), learned from ``GET /v1/accounts?query=``."""
+"""Hash: account number → account UUID, learned from ``GET /v1/accounts?query=`` (docs/broker-api.md "Account
+numbers and ids")."""
 SETTLED_BY = f"{PREFIX}settled_by"
 """Hash: transfer id → key of the settle intent that included it, written before the settlement POST, so
 a COMPLETED transfer is stored as settled by ``settlekeeper`` (else by ``partner``)."""

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-import pydantic
 import redis
 import redis.asyncio as aioredis
 import structlog
@@ -40,8 +39,8 @@ from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 
-READ_ERRORS = (SettlekeeperError, pydantic.ValidationError)
-"""What a Broker API read may raise (the error tree, or a body that does not fit the model)."""
+READ_ERRORS = (SettlekeeperError,)
+"""What a Broker API read may raise: the error tree (an answer that does not fit its model included)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +201,8 @@ class LimitsMonitor:
             self.metrics.firm_cash.labels(label).set(float(account.cash))
 
     async def _account_id(self, account_no: str) -> str:
-        """Account number → UUID (A7), cached in ``sk:account_ids`` like the jobs do."""
+        """Account number → UUID (docs/broker-api.md "Account numbers and ids"), cached in ``sk:account_ids`` like
+        the jobs do."""
         cached = await self.redis.hget(keys.ACCOUNT_IDS, account_no)
         if cached is not None:
             return cached.decode() if isinstance(cached, bytes) else str(cached)

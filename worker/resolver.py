@@ -1,8 +1,9 @@
 """Hints and the heal poller → REST reads → records; then the outbox → RQ.
 
-Events are hints (A1): the resolver reads every transfer an event named over REST and records what
-Alpaca returns. The heal poller lists every non-final transfer and re-reads every transfer the store
-still holds as unsettled, so a lost event is healed within one poll. Both feed the same
+Events are hints (docs/broker-api.md "Events are hints"): the resolver reads every transfer an event named
+over REST and records what Alpaca returns, with the actions the rule decides for the change
+(:func:`jobs.registry.actions_for`). The heal poller lists every non-final transfer and re-reads every
+transfer the store still holds as unsettled, so a lost event is healed within one poll. Both feed the same
 :meth:`store.transfers.TransferStore.record`, which de-duplicates by (transfer id, status).
 """
 
@@ -32,8 +33,8 @@ log = structlog.get_logger(__name__)
 HINT_BATCH = 2048
 """Hints read per round."""
 LIST_A_DAY_FROM = 50
-"""From this many hints naming one system date, the resolver lists that day (100 per request, A1's
-"batched through the list endpoint") instead of reading each transfer on its own."""
+"""From this many hints naming one system date, the resolver lists that day (100 per request: "batched through
+the list endpoint", docs/broker-api.md "Events are hints") instead of reading each transfer on its own."""
 
 
 class Resolver:
@@ -118,7 +119,7 @@ class Resolver:
                 await self._dead("unknown_transfer", f"transfer {transfer_id} does not exist", transfer_id)
                 await self.store.release_hint(transfer_id, score)
                 return
-            except (SettlekeeperError, ValueError) as exc:
+            except SettlekeeperError as exc:
                 if isinstance(exc, RetryableError | AuthenticationError):
                     raise
                 await self._dead("unreadable_transfer", str(exc)[:300], transfer_id)

@@ -1,4 +1,4 @@
-"""broker/stream.py wraps each aiohttp-sse-client 0.2.1 defect (libraries.md §1.3, §1.4), over real HTTP.
+"""broker/stream.py wraps each aiohttp-sse-client 0.2.1 defect (docs/broker-api.md "The SSE library"), over real HTTP.
 
 Servers are the sandbox, or a scripted aiohttp app when exact bytes matter (``retry:``/``id:`` fields,
 a line cut at a clean end, a wrong content type, a redirect, a 204, an oversized line).

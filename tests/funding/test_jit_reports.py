@@ -231,7 +231,8 @@ def test_settlement_dates_follow_the_nyse_calendar_over_thanksgiving() -> None:
 
 
 def test_the_detail_settle_date_wins_over_the_calendar_with_a_note() -> None:
-    """Alpaca's settle_date is the truth (A3): a bucket whose rows name another date settles then, and it is noted."""
+    """Alpaca's settle_date is the truth (docs/broker-api.md "Business dates and the timeline"): a bucket whose rows
+    name another date settles then, and it is noted."""
     bank_holiday_shift = date(2026, 11, 25)
     rows = parsed(row("in_t1", "-9.00", settle_date=bank_holiday_shift))
     [instruction] = check(MONDAY, rows, summary_of("0", "-9.00", "0"), CALENDAR).instructions

@@ -25,7 +25,7 @@ from funding.money import loads_exact
 
 
 def transfer_body(**changes: Any) -> dict[str, Any]:
-    """The IF guide's example transfer (Part B §1.2) with ``changes`` applied."""
+    """The IF guide's example transfer  with ``changes`` applied."""
     body: dict[str, Any] = {
         "account_no": "8100000001",
         "amount": "20",
@@ -45,7 +45,7 @@ def transfer_body(**changes: Any) -> dict[str, Any]:
 
 
 def nta_json(net_amount: str) -> str:
-    """An NTA event (Part B §2.3) whose net_amount is the raw JSON number text given."""
+    """An NTA event  whose net_amount is the raw JSON number text given."""
     return (
         '{"account_id": "8e00606a-1111-4222-8333-444455556666", "at": "2024-11-26T15:25:17.803914Z",'
         ' "description": "", "entry_type": "JNLC", "event_ulid": "01JDMH7BKCCB4XY5F11HN63NZX",'
@@ -158,7 +158,7 @@ def test_missing_required_field_is_a_validation_error() -> None:
 
 
 def test_journal_example_with_nulls_parses() -> None:
-    """The journal example (Part B §3.2) with null price/qty/settle_date/system_date parses."""
+    """The journal example  with null price/qty/settle_date/system_date parses."""
     journal = Journal.model_validate(
         {
             "currency": "USD",

@@ -113,7 +113,8 @@ async def test_each_settlement_is_funded_for_its_own_transfers(
 ) -> None:
     """More transfers than one settlement takes: one RF → SI journal per settlement, of exactly what it needs.
 
-    SI is swept to zero after each settlement (A5), so funding everything up front would send the second
+    SI is swept to zero after each settlement (docs/broker-api.md "Settlements"), so funding everything up front
+    would send the second
     batch's money to FW and leave that settlement waiting for funds.
     """
     monkeypatch.setattr("jobs.settle.chunks", functools.partial(chunks, size=2))

@@ -1,4 +1,5 @@
-"""Fault injection (A9) over real HTTP: what POST /sandbox/faults arms, the API and the streams obey."""
+"""Fault injection (docs/sandbox.md "Faults") over real HTTP: what POST /sandbox/faults arms, the API and the streams
+obey."""
 
 from __future__ import annotations
 

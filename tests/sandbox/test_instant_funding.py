@@ -290,7 +290,7 @@ async def test_list_refuses_bad_parameters(sandbox: Sandbox, params: dict[str, s
 
 
 async def test_get_returns_the_transfer_or_404(sandbox: Sandbox) -> None:
-    """GET by id returns the transfer with Part B's fields; an unknown id is 404."""
+    """GET by id returns the transfer with Alpaca's fields; an unknown id is 404."""
     created = await sandbox.create_transfer(C1, "42.10")
     got = await sandbox.ok("GET", f"/v1/instant_funding/{created['id']}")
     assert got == created

@@ -1,4 +1,5 @@
-"""JIT securities funding in the sandbox: trades, reports, limits, ledgers (seed 001, Part B §6)."""
+"""JIT securities funding in the sandbox: trades, reports, limits, ledgers (docs/broker-api.md "JIT securities
+funding")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Journals over HTTP (broker-api.md A6, §3): JNLC moves, idempotency, limits, fixtures, listing, the ledger."""
+"""Journals over HTTP (docs/broker-api.md "Journals"): JNLC moves, idempotency, limits, fixtures, listing, the
+ledger."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settlements over HTTP (broker-api.md A5, §1.7): processing, funds, interest, the rules that refuse one."""
+"""Settlements over HTTP (docs/broker-api.md "Settlements"): processing, funds, interest, the rules that refuse one."""
 
 from __future__ import annotations
 

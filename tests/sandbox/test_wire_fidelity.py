@@ -1,4 +1,4 @@
-"""The sandbox speaks Part B's wire format: every example's fields, JSON types, decimals and enums."""
+"""The sandbox speaks Alpaca's wire format: every example's fields, JSON types, decimals and enums."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def assert_decimals(actual: dict[str, Any], *fields: str) -> None:
 
 
 def assert_parses(model: type[BaseModel], example: Any, actual: Any) -> None:
-    """The funding model parses both Part B's example and the sandbox's object."""
+    """The funding model parses both the example and the sandbox's object."""
     model.model_validate(example)
     model.model_validate(actual)
 
@@ -93,7 +93,7 @@ async def executed_transfer(sandbox: Sandbox, amount: str, account_no: str = CUS
 
 
 async def test_if_transfer_matches_the_guide_example(sandbox: Sandbox) -> None:
-    """POST /v1/instant_funding returns the §1.2 InstantFunding shape with decimal-string amounts."""
+    """POST /v1/instant_funding returns the InstantFunding shape with decimal-string amounts."""
     example = EXAMPLES["if_transfer"]
     created = await sandbox.create_transfer(CUSTOMER, "20")
     await sandbox.advance(1)
@@ -129,7 +129,7 @@ async def test_interest_entries_have_the_documented_fields(sandbox: Sandbox) -> 
 
 
 async def test_limits_match_the_examples(sandbox: Sandbox) -> None:
-    """Correspondent and account limits have the §1.5 fields as decimal strings."""
+    """Correspondent and account limits have the limit fields as decimal strings."""
     await sandbox.create_transfer(CUSTOMER, "100")
     correspondent = await sandbox.ok("GET", "/v1/instant_funding/limits")
     assert_shape(EXAMPLES["correspondent_limit"], correspondent)
@@ -147,7 +147,7 @@ async def test_limits_match_the_examples(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize("report_type", ["summary", "detail"])
 async def test_reports_match_the_examples(sandbox: Sandbox, report_type: str) -> None:
-    """GET /v1/instant_funding/reports returns §1.6 rows; detail nests full InstantFunding objects."""
+    """GET /v1/instant_funding/reports returns report rows; detail nests full InstantFunding objects."""
     example = EXAMPLES[f"report_{report_type}"]
     first = await sandbox.create_transfer(CUSTOMER, "10")
     await sandbox.create_transfer("8100000002", "20")
@@ -172,7 +172,7 @@ async def test_reports_match_the_examples(sandbox: Sandbox, report_type: str) ->
 
 
 async def test_settlement_created_and_completed_match_the_examples(sandbox: Sandbox) -> None:
-    """A settlement is PENDING at creation and COMPLETED with completed_at, both shaped like §1.7."""
+    """A settlement is PENDING at creation and COMPLETED with completed_at, both shaped like Alpaca's."""
     transfer = await executed_transfer(sandbox, "20")
     await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": "20.00"})
     body = {"transfers": [{"instant_transfer_id": transfer["id"], "transmitter_info": {}}]}
@@ -211,7 +211,7 @@ async def test_settlement_failed_matches_the_example(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(("amount", "status"), [("1000", "pending"), ("10", "executed")])
 async def test_journal_matches_the_example(sandbox: Sandbox, amount: str, status: str) -> None:
-    """POST /v1/journals returns the §3.2 Journal shape; above the $50 JNLC limit it stays pending."""
+    """POST /v1/journals returns the Journal shape; above the $50 JNLC limit it stays pending."""
     rf_id, customer_id = await sandbox.account_id("7536050RF"), await sandbox.account_id(CUSTOMER)
     request = {"from_account": rf_id, "to_account": customer_id, "entry_type": "JNLC", "amount": amount}
     journal = await sandbox.ok("POST", "/v1/journals", request)
@@ -281,7 +281,8 @@ async def test_mem_activity_event_matches_the_schema(sandbox: Sandbox) -> None:
 
 
 async def test_trade_account_has_the_documented_money_fields(sandbox: Sandbox) -> None:
-    """GET /v1/trading/accounts/{id}/account carries §4's fields as decimal strings; equity excludes memoposts."""
+    """GET /v1/trading/accounts/{id}/account carries the trade account's fields as decimal strings; equity excludes
+    memoposts."""
     await executed_transfer(sandbox, "50")
     account = await sandbox.trade_account(CUSTOMER)
     example = EXAMPLES["trade_account"]
@@ -303,7 +304,7 @@ async def test_clock_matches_the_example(sandbox: Sandbox) -> None:
 
 
 async def test_calendar_days_match_the_example(sandbox: Sandbox) -> None:
-    """GET /v1/calendar rows have §4's fields and formats, and reflect the Thanksgiving week closures."""
+    """GET /v1/calendar rows have the calendar's fields and formats, and reflect the Thanksgiving week closures."""
     days = await sandbox.ok("GET", "/v1/calendar", params={"start": "2026-11-23", "end": "2026-11-27"})
     for day in days:
         assert_shape(EXAMPLES["calendar_day"], day)
@@ -314,7 +315,7 @@ async def test_calendar_days_match_the_example(sandbox: Sandbox) -> None:
 
 
 async def test_jit_limits_match_the_schema(sandbox: Sandbox) -> None:
-    """GET /v1/transfers/jit/limits has §6's fields as decimal strings."""
+    """GET /v1/transfers/jit/limits has the JIT limit fields as decimal strings."""
     limits = await sandbox.ok("GET", "/v1/transfers/jit/limits")
     example = EXAMPLES["jit_limits"]
     assert_shape(example, limits)
