@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from config.logging import configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, share_with_children
 from funding.errors import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -98,6 +98,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
 
     port = settings.jobs_metrics_port if args.metrics_port is None else args.metrics_port
     with redis_url(settings) as url:
+        if settings.redis_url is None:  # an embedded Redis: the jobs must find it too
+            share_with_children("redis_url", url)
         server = _serve_job_metrics(url, QUEUES, port) if port else None
         try:
             return serve(

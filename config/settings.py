@@ -366,6 +366,13 @@ class _FromMapping(Settings):
         return (init_settings,)
 
 
+def share_with_children(name: str, value: str) -> None:
+    """Put ``SETTLEKEEPER_<NAME>`` into this process's environment for the processes it starts or forks (RQ's
+    work horses read their settings from there): ``settlekeeper work`` shares the URL of the embedded Redis it
+    started, which no environment named."""
+    os.environ[ENV_PREFIX + name.upper()] = value
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """``SETTLEKEEPER_*`` names in ``environ`` that are no setting, each with the closest known name: a
     misspelled variable (``SETTLEKEEPER_SETTLE_MOD=off``) would otherwise be ignored and its default used."""

@@ -25,6 +25,12 @@
 
 Retry code catches exactly :class:`RetryableError`; nothing retries a :class:`Stop`. Messages carry what a
 person needs to act (the request, the account, the amount, Alpaca's code) and never a credential.
+
+Outside the tree, ``ValueError`` and ``TypeError`` mean a programming error, never a condition of the
+day: a naive datetime given to the calendar, the session of a day that is not a trading day, an alert
+kind missing from ``funding.alerts.KINDS``, a non-finite amount given to the JSON encoder. Validators
+of pydantic models and settings raise ``ValueError`` because pydantic asks them to; it reaches callers
+as :class:`MalformedDataError` (the Broker API client) or :class:`ConfigError` (the settings loader).
 """
 
 from __future__ import annotations

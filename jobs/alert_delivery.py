@@ -42,6 +42,7 @@ from jobs.job_metrics import count_alert
 from jobs.runtime import JobContext, run_job
 from store import keys
 from store.alert_state import RECORD_TTL_SECONDS
+from store.codec import text_map
 
 log = structlog.get_logger(__name__)
 
@@ -113,13 +114,11 @@ async def deliver_state(ctx: JobContext, dedup_key: str, seq: int, state: str) -
 
 
 async def _load(ctx: JobContext, dedup_key: str, seq: int, state: str) -> Delivery | None:
-    record = await ctx.redis.hgetall(keys.alert_state(dedup_key, seq, state))
-    if b"payload" not in record:
+    record = text_map(await ctx.redis.hgetall(keys.alert_state(dedup_key, seq, state)))
+    if "payload" not in record:
         return None
-    resolution = record.get(b"resolution")
-    return Delivery(
-        seq, state, Alert.from_json(record[b"payload"]), Alert.from_json(resolution) if resolution else None
-    )
+    resolution = record.get("resolution")
+    return Delivery(seq, state, Alert.from_json(record["payload"]), Alert.from_json(resolution) if resolution else None)
 
 
 def _credential(settings: Settings, sink: str) -> str | None:

@@ -20,6 +20,7 @@ import structlog
 from funding.errors import KillSwitchOn, Waiting
 from funding.models import IFStatus
 from funding.money import ZERO, display, margin_interest, wire
+from funding.outcomes import CoverOutcome
 from jobs import ladder
 from jobs.job_metrics import cover_finished
 from jobs.runtime import JobContext, follow_journal, held_back, idempotency_key, run_job, send_journal
@@ -46,8 +47,8 @@ async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
     report = {
         "deadline": str(deadline),
         "accounts": len(accounts),
-        "covered": sum(1 for r in results if r["outcome"] == "covered"),
-        "pending": sum(1 for r in results if r["outcome"] == "pending"),
+        "covered": sum(1 for r in results if r["outcome"] is CoverOutcome.COVERED),
+        "pending": sum(1 for r in results if r["outcome"] is CoverOutcome.PENDING),
     }
     await ctx.ledger.note("sweep", "cover", f"sweep-{deadline}", None, **report)
     log.info("sweep_run", **report)
@@ -69,7 +70,7 @@ async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, A
             report = await _cover(ctx, key, account_no, deadline)
         except KillSwitchOn as kill:  # set between the guardrail check and the call: nothing was sent
             await ctx.alert("kill_switch", "warning", f"cover of {account_no} stopped: {kill}", f"kill-{key}")
-            report = {"account_no": account_no, "deadline": str(deadline), "outcome": "killed"}
+            report = {"account_no": account_no, "deadline": str(deadline), "outcome": CoverOutcome.KILLED}
         await cover_finished(ctx.redis, deadline, account_no, report["outcome"])
         log.info("cover_run", **report)
         return report
@@ -83,14 +84,14 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         try:  # an earlier run got this far: same key and body, so Alpaca returns the same journal
             done = await (follow_journal(ctx, intent) if intent.broker_id else _send_cover(ctx, intent, account_no))
         except Waiting:
-            return {**report, "outcome": "pending", "journal_id": intent.broker_id}
+            return {**report, "outcome": CoverOutcome.PENDING, "journal_id": intent.broker_id}
         return await _verify(ctx, intent, account_id, report, done)
     if intent is not None and intent.status == IntentStatus.DONE:
         return await _verify(ctx, intent, account_id, report, True)
     cash = (await ctx.broker.trade_account(account_id)).cash
     if cash >= 0:
         await ctx.ledger.note("no_debit", "cover", key, cash=str(cash))
-        return {**report, "outcome": "no_debit", "cash": wire(cash)}
+        return {**report, "outcome": CoverOutcome.NO_DEBIT, "cash": wire(cash)}
     debit = -cash
     amount = debit
     if ctx.settings.cover_only_if_debits:
@@ -105,7 +106,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         amount = min(debit, canceled)
         if amount <= 0:
             await ctx.ledger.note("not_if_debit", "cover", key, debit=str(debit))
-            return {**report, "outcome": "not_if_debit", "debit": wire(debit)}
+            return {**report, "outcome": CoverOutcome.NOT_IF_DEBIT, "debit": wire(debit)}
     days = ctx.calendar.interest_days(ctx.calendar.next_trading_day(deadline))
     estimate = margin_interest(debit, ctx.settings.margin_rate, days)
     await ctx.redis.hset(keys.costs(deadline), f"margin_interest:{account_no}", str(estimate))
@@ -126,7 +127,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
     try:
         done = await _send_cover(ctx, intent, account_no)
     except Waiting:
-        return {**report, "outcome": "pending", "journal_id": intent.broker_id, "amount": wire(amount)}
+        return {**report, "outcome": CoverOutcome.PENDING, "journal_id": intent.broker_id, "amount": wire(amount)}
     return await _verify(ctx, intent, account_id, report, done)
 
 
@@ -139,7 +140,9 @@ async def _verify(
 ) -> dict[str, Any]:
     """After the journal: the account's cash must no longer be negative (or say why it is)."""
     cash = (await ctx.broker.trade_account(account_id)).cash
-    outcome = "covered" if done and cash >= 0 else ("still_in_debit" if done else "failed")
+    outcome = (
+        CoverOutcome.COVERED if done and cash >= 0 else (CoverOutcome.STILL_IN_DEBIT if done else CoverOutcome.FAILED)
+    )
     if done and cash < 0:
         await ctx.alert(
             "debit_remains",

@@ -38,6 +38,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from funding.calendar import TradingCalendar, at_et, to_et
 from funding.money import CENT
+from funding.outcomes import IN_DEBIT, SETTLE_SUCCESS
 from store import keys
 from store.audit import Intent
 
@@ -47,10 +48,6 @@ NAMESPACE = "settlekeeper"
 JOB_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 """Seconds, from a job with nothing to do to RQ's job timeout. Stored by bucket index: after changing
 them, ``DEL sk:metrics:job_duration`` (the counters restart, which Prometheus handles as a reset)."""
-SETTLE_SUCCESS = frozenset({"done", "nothing_due", "dry_run"})
-"""Settle run outcomes that count as a successful settle phase (rule SettlekeeperNoSettleSuccess)."""
-IN_DEBIT = frozenset({"pending", "still_in_debit", "failed", "dry-run", "refused", "killed", "not_if_debit"})
-"""Cover outcomes that leave the account's cash negative."""
 RECENT_DEADLINES = 5
 """Per-deadline gauges cover the current trading day and the four before it (bounded label values)."""
 SETTLE_EXPECTED_BY = dt.time(12, 45)

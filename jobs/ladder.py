@@ -312,7 +312,7 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _cover_outcome(status: str | None) -> str:
+def _cover_outcome(status: IntentStatus | None) -> str:
     return {
         None: "not started",
         IntentStatus.PLANNED: "pending",

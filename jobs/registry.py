@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from funding.models import IFStatus, InstantFunding
 from funding.records import Action, PlannedAction
 from store import keys
+from store.codec import texts
 
 SETTLE_QUEUE = "settlekeeper-settle"
 COVER_QUEUE = "settlekeeper-cover"
@@ -144,7 +145,7 @@ def enqueue_alert_deliveries(connection: redis.Redis) -> int:
     from funding.alerts import delivery_job_id
 
     enqueued = 0
-    entries = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in connection.smembers(keys.ALERT_OUTBOX)]
+    entries = texts(connection.smembers(keys.ALERT_OUTBOX))
     for entry in sorted(entries, key=_delivery_order):  # a set has no order: incidents, then their states
         dedup_key, seq, action = entry.rsplit("|", 2)
         kwargs = {"dedup_key": dedup_key, "seq": int(seq), "action": action}

@@ -37,10 +37,10 @@ from funding.money import display, wire
 from jobs import failpoints
 from jobs.job_metrics import count_movement, observe_job
 from jobs.registry import enqueue_alert_deliveries
-from store import keys
+from store.accounts import AccountIds
 from store.alert_state import move_sync, raise_alert, resolve_alert
 from store.audit import Intent, IntentStatus, Ledger
-from store.clients import resilient_kwargs
+from store.clients import async_client
 from store.guardrails import Guardrails, Verdict
 
 log = structlog.get_logger(__name__)
@@ -57,6 +57,7 @@ class JobContext:
     calendar: TradingCalendar
     rq: SyncRedis
     """The RQ job's own (synchronous) connection, for enqueueing."""
+    accounts: AccountIds
     lock: Lock | None = None
     """The settle run's lock (its heartbeat renews it); a money call is only made while it is still ours."""
 
@@ -81,13 +82,8 @@ class JobContext:
         return to_et(await self.now()).date()
 
     async def account_id(self, account_no: str) -> str:
-        """Account number → UUID (docs/broker-api.md "Account numbers and ids"), cached in ``sk:account_ids``."""
-        cached = await self.redis.hget(keys.ACCOUNT_IDS, account_no)
-        if cached is not None:
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
-        account = await self.broker.find_account(account_no)
-        await self.redis.hset(keys.ACCOUNT_IDS, account_no, str(account.id))
-        return str(account.id)
+        """Account number → UUID, through the one cache (:class:`store.accounts.AccountIds`)."""
+        return await self.accounts.of(account_no)
 
     async def alert(self, kind: str, severity: str, summary: str, dedup_key: str, **facts: Any) -> None:
         """Raise an alert for on-call: recorded once per state, then delivered by the alert queue."""
@@ -103,19 +99,13 @@ class JobContext:
             await asyncio.to_thread(enqueue_alert_deliveries, self.rq)
 
 
-def _async_redis(connection: redis.Redis) -> aioredis.Redis:
-    """An asyncio client to the same Redis as the RQ job's connection."""
-    source = connection.connection_pool.connection_kwargs
-    kwargs: dict[str, Any] = {k: source[k] for k in ("db", "username", "password", "socket_timeout") if k in source}
-    kwargs |= resilient_kwargs(asynchronous=True)
-    if "path" in source:
-        return aioredis.Redis(unix_socket_path=source["path"], **kwargs)
-    return aioredis.Redis(host=source.get("host", "localhost"), port=source.get("port", 6379), **kwargs)
-
-
 @contextlib.asynccontextmanager
 async def job_context(settings: Settings, connection: redis.Redis) -> AsyncIterator[JobContext]:
-    client = _async_redis(connection)
+    """The context of one job: its own asyncio Redis client, built by the one factory from the settings' URL
+    (TLS, ACL users and every option of the URL kept), and its own Broker API session; both closed after."""
+    if settings.redis_url is None:  # `settlekeeper work` exports its URL; a plain `rq worker` must set it
+        raise ConfigError("SETTLEKEEPER_REDIS_URL is not set: a job cannot know which Redis it runs against")
+    client = async_client(settings.redis_url.get_secret_value())
     try:
         async with BrokerClient(settings) as broker:
             yield JobContext(
@@ -126,6 +116,7 @@ async def job_context(settings: Settings, connection: redis.Redis) -> AsyncItera
                 guard=Guardrails(settings, client),
                 calendar=TradingCalendar(),
                 rq=connection,
+                accounts=AccountIds(client, broker.find_account),
             )
     finally:
         await client.aclose()

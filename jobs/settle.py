@@ -34,6 +34,7 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
 from funding.errors import KillSwitchOn, RunLockLost, Waiting
 from funding.models import IFStatus, InstantFunding, SettlementStatus
 from funding.money import ZERO, display, late_interest, wire
+from funding.outcomes import SettleOutcome
 from funding.planning import Plan, chunks, costs, debit_risk, make_plan
 from jobs import ladder
 from jobs.job_metrics import settle_finished
@@ -76,9 +77,9 @@ async def settle(ctx: JobContext, deadline: date, *, phase: str) -> dict[str, An
         lock = ctx.redis.lock(keys.plan_lock(deadline), timeout=ttl)
         if not await lock.acquire(blocking=False):
             await ctx.ledger.note("busy", "settle", f"settle-{deadline}", phase=phase)
-            return {"deadline": str(deadline), "outcome": "busy"}
+            return {"deadline": str(deadline), "outcome": SettleOutcome.BUSY}
         heartbeat = asyncio.create_task(_keep_alive(lock, ttl / 3), name="settle-heartbeat")
-        report: dict[str, Any] = {"deadline": str(deadline), "phase": phase, "outcome": "error", "left": []}
+        report: dict[str, Any] = {"deadline": str(deadline), "phase": phase, "outcome": SettleOutcome.ERROR, "left": []}
         try:
             ctx.lock = lock
             await _run_started(ctx, deadline, phase)
@@ -144,7 +145,7 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
     report: dict[str, Any] = {"deadline": str(deadline), "phase": phase, "settled": 0, "left": []}
     if now >= at_et(deadline, CYCLE_CUTOFF):
         await ctx.ledger.note("too_late", "settle", f"settle-{deadline}", why="transfers are canceled at 8 PM ET")
-        return {**report, "outcome": "too_late"}
+        return {**report, "outcome": SettleOutcome.TOO_LATE}
     late = now >= at_et(deadline, SETTLEMENT_CUTOFF)
     if late:
         await ctx.ledger.note(
@@ -158,16 +159,16 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
     try:
         for _ in range(MAX_FAILED_ROUNDS + 1):
             outcome = await _resume(ctx, deadline) or await _round(ctx, deadline, report)
-            if outcome != "replan":
+            if outcome is not SettleOutcome.REPLAN:
                 report["outcome"] = outcome
                 break
         else:
-            report["outcome"] = "failed"
+            report["outcome"] = SettleOutcome.FAILED
     except Waiting as waiting:
-        report["outcome"] = "in_progress"
+        report["outcome"] = SettleOutcome.IN_PROGRESS
         report["waiting_for"] = str(waiting)
     except KillSwitchOn as kill:
-        report["outcome"] = "killed"
+        report["outcome"] = SettleOutcome.KILLED
         count, amount = len(report["left"]), sum((Decimal(t["amount"]) for t in report["left"]), ZERO)
         await ctx.alert(
             "kill_switch",
@@ -180,39 +181,41 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
             unsettled_amount=wire(amount),
         )
     except RunLockLost as lost:
-        report["outcome"] = "superseded"
+        report["outcome"] = SettleOutcome.SUPERSEDED
         report["why"] = str(lost)
-    if report.get("outcome") in ("done", "nothing_due") and not report["left"]:
+    if report.get("outcome") in (SettleOutcome.DONE, SettleOutcome.NOTHING_DUE) and not report["left"]:
         await ladder.settled(ctx, deadline)  # nothing due is left unsettled: the ladder's alerts are over
     await ctx.ledger.note("report", "settle", f"settle-{deadline}", **{k: v for k, v in report.items()})
     return report
 
 
-async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> str:
+async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> SettleOutcome:
     """Plan, fund and settle once; returns ``done``, ``nothing_due``, ``replan``, ``dry_run``, ``refused``
     or ``failed``. A kill switch met on the way leaves every transfer not settled yet in the report."""
     await _wait_for_other_settlements(ctx)  # first: what they settle meanwhile is no longer due
     due = await _unsettled(ctx, deadline)
     if not due:
         await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
-        return "done" if report["settled"] else "nothing_due"
+        return SettleOutcome.DONE if report["settled"] else SettleOutcome.NOTHING_DUE
     settled: set[str] = set()
     try:
         await ctx.before_call()  # killed, not "RF short": the kill switch zeroes the fund budget
         plan = await _plan(ctx, deadline, due, report)
         if not plan.selected:
-            return "refused"
+            return SettleOutcome.REFUSED
         outcome = await _fund_and_settle(ctx, deadline, list(chunks(plan.selected)), report, settled)
     except KillSwitchOn as kill:
         report["left"] = _left((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
         raise
-    if outcome != "settled":
+    if outcome is not None:
         return outcome
     on_time = [] if report["late"] else plan.selected
     summary = costs(on_time, plan.selected, ctx.settings.fed_upper_bound)
     await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
     await _transfer_costs(ctx, deadline, on_time, plan.selected)
-    return "done" if plan.left else ("replan" if await _unsettled(ctx, deadline) else "done")
+    if not plan.left and await _unsettled(ctx, deadline):
+        return SettleOutcome.REPLAN
+    return SettleOutcome.DONE
 
 
 async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], report: dict[str, Any]) -> Plan:
@@ -255,8 +258,9 @@ async def _fund_and_settle(
     batches: list[list[InstantFunding]],
     report: dict[str, Any],
     settled: set[str],
-) -> str:
-    """Each batch: top SI up from RF by what it lacks, then settle it; ``settled`` unless a step stopped."""
+) -> SettleOutcome | None:
+    """Each batch: top SI up from RF by what it lacks, then settle it; None when every batch settled, else
+    how the round ends."""
     settings = ctx.settings
     for n, batch in enumerate(batches):
         # a completed settlement leaves SI at zero, its excess swept to FW (docs/broker-api.md "Settlements"): fund
@@ -265,11 +269,11 @@ async def _fund_and_settle(
         top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
         if top_up > 0:
             funded = await _fund(ctx, deadline, top_up)
-            if funded != "done":
-                if funded == "dry-run":  # audit what the settlements would have been, move nothing
+            if funded is not IntentStatus.DONE:
+                if funded is IntentStatus.DRY_RUN:  # audit what the settlements would have been, move nothing
                     for rest in batches[n:]:
                         await dry_run_batch(ctx, deadline, rest, "SI would be funded by the dry-run journal")
-                return "dry_run" if funded == "dry-run" else "refused"
+                return SettleOutcome.DRY_RUN if funded == IntentStatus.DRY_RUN else SettleOutcome.REFUSED
         status = await settle_batch(ctx, deadline, batch)
         if status is SettlementStatus.COMPLETED:
             report["settled"] += len(batch)
@@ -277,8 +281,8 @@ async def _fund_and_settle(
             continue
         if status is SettlementStatus.FAILED:
             return await _settlement_failed(ctx, deadline)
-        return "dry_run" if settings.mode("settle") == "dry-run" else "refused"
-    return "settled"
+        return SettleOutcome.DRY_RUN if settings.mode("settle") == "dry-run" else SettleOutcome.REFUSED
+    return None
 
 
 def _left(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, str]]:
@@ -289,15 +293,15 @@ def _left(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, str
     ]
 
 
-async def _settlement_failed(ctx: JobContext, deadline: date) -> str:
+async def _settlement_failed(ctx: JobContext, deadline: date) -> SettleOutcome:
     """Count a FAILED settlement of ``deadline`` (seen now or on a resume): ``replan``, or ``failed`` and page."""
     failures = await ctx.redis.hincrby(keys.plan(deadline), "failed_rounds", 1)
     if failures < MAX_FAILED_ROUNDS:
-        return "replan"
+        return SettleOutcome.REPLAN
     await ctx.alert(
         "settlement_failed", "critical", f"settlement of {deadline} failed twice", f"settle-failed-{deadline}"
     )
-    return "failed"
+    return SettleOutcome.FAILED
 
 
 async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred: Decimal) -> None:
@@ -363,8 +367,9 @@ async def _wait_for_other_settlements(ctx: JobContext) -> None:
         waited += ctx.settings.poll_seconds
 
 
-async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
-    """Journal RF → SI for exactly ``amount``: ``done`` once executed, else ``dry-run`` or ``refused``."""
+async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> IntentStatus:
+    """Journal RF → SI for exactly ``amount``: the intent's status: done once executed, dry-run or refused when
+    a guardrail held it back, failed when Alpaca refused or rejected it."""
     seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
     key = f"fund-{deadline}-{seq}"
     intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, idempotency_key(key))
@@ -372,12 +377,11 @@ async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> str:
     if await held_back(ctx, intent, verdict, f"RF → SI journal of {display(amount)}"):
         return intent.status
     await ctx.ledger.save(intent, "fund_planned")
-    return (
-        "done" if await send_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no) else "refused"
-    )
+    await send_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no)
+    return intent.status
 
 
-async def _resume(ctx: JobContext, deadline: date) -> str | None:
+async def _resume(ctx: JobContext, deadline: date) -> SettleOutcome | None:
     """Finish what an earlier run started: ask the Broker API, then continue or close each intent.
 
     Returns ``failed`` when a settlement it finds FAILED is one failure too many (see MAX_FAILED_ROUNDS).
@@ -395,8 +399,11 @@ async def _resume(ctx: JobContext, deadline: date) -> str | None:
             found = await find_settlement(ctx, intent.key)
             if found is not None:
                 status = await follow_settlement(ctx, intent, found)
-                if status is SettlementStatus.FAILED and await _settlement_failed(ctx, deadline) == "failed":
-                    return "failed"
+                if (
+                    status is SettlementStatus.FAILED
+                    and await _settlement_failed(ctx, deadline) is SettleOutcome.FAILED
+                ):
+                    return SettleOutcome.FAILED
                 continue
             ids = await ctx.ledger.intent_transfers(intent.key)
             still = [
@@ -411,10 +418,14 @@ async def _resume(ctx: JobContext, deadline: date) -> str | None:
                 )
                 await ctx.ledger.save(intent, "settle_abandoned")
                 continue
-            resent = await post_settlement(ctx, intent, still)
-            if resent is SettlementStatus.FAILED and await _settlement_failed(ctx, deadline) == "failed":
-                return "failed"
+            if await _one_failure_too_many(ctx, deadline, await post_settlement(ctx, intent, still)):
+                return SettleOutcome.FAILED
     return None
+
+
+async def _one_failure_too_many(ctx: JobContext, deadline: date, status: SettlementStatus | None) -> bool:
+    """A settlement found FAILED on a resume counts as a failed round; True when it is one too many."""
+    return status is SettlementStatus.FAILED and await _settlement_failed(ctx, deadline) is SettleOutcome.FAILED
 
 
 async def _all_due(ctx: JobContext, deadline: date) -> list[InstantFunding]:

@@ -23,7 +23,7 @@ from jobs.job_metrics import count_movement
 from jobs.runtime import JobContext, held_back, idempotency_key
 from store import keys
 from store.audit import Intent, IntentStatus
-from store.codec import text, text_map
+from store.codec import text_map
 
 log = structlog.get_logger(__name__)
 
@@ -146,8 +146,7 @@ async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dic
 async def _read_identities(ctx: JobContext, account_nos: list[str]) -> dict[str, dict[str, str]]:
     """Name and bank account number of customers not cached yet: ``GET /v1/accounts/{id}``, a few at a time,
     then cached in Redis."""
-    known = await ctx.redis.hmget(keys.ACCOUNT_IDS, account_nos)
-    account_ids = {no: text(found) for no, found in zip(account_nos, known, strict=True) if found is not None}
+    account_ids = await ctx.accounts.cached(account_nos)
     pending = iter(account_nos)
     identities: dict[str, dict[str, str]] = {}
 

@@ -13,17 +13,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from store import keys
+from store.codec import text, text_map
 
 INTENT_TTL_SECONDS = 400 * 86400
 """Intents outlive RQ's TTLs by far: a year and a month, for audits of monthly interest invoices."""
 
 
-class IntentStatus:
+class IntentStatus(StrEnum):
     PLANNED = "planned"
     """Written, money call not yet sent."""
     SENT = "sent"
@@ -44,7 +46,7 @@ class Intent:
     why: str
     amount: Decimal
     idempotency_key: str
-    status: str = IntentStatus.PLANNED
+    status: IntentStatus = IntentStatus.PLANNED
     broker_id: str = ""
     broker_status: str = ""
     detail: str = ""
@@ -76,7 +78,7 @@ class Intent:
             why=raw["why"],
             amount=Decimal(raw["amount"]),
             idempotency_key=raw["idempotency_key"],
-            status=raw["status"],
+            status=IntentStatus(raw["status"]),
             broker_id=raw.get("broker_id", ""),
             broker_status=raw.get("broker_status", ""),
             detail=raw.get("detail", ""),
@@ -95,7 +97,7 @@ class Ledger:
         raw = await self.redis.hgetall(keys.intent(key))
         if not raw:
             return None
-        return Intent.from_hash({_text(k): _text(v) for k, v in raw.items()})
+        return Intent.from_hash(text_map(raw))
 
     async def save(self, intent: Intent, event: str, **facts: Any) -> None:
         """Store the intent's current state and audit the change, in one transaction."""
@@ -119,11 +121,11 @@ class Ledger:
             await pipe.execute()
 
     async def intent_transfers(self, intent_key: str) -> set[str]:
-        return {_text(m) for m in await self.redis.smembers(keys.intent_transfers(intent_key))}
+        return {text(m) for m in await self.redis.smembers(keys.intent_transfers(intent_key))}
 
     async def intents_for(self, deadline: str) -> list[Intent]:
         found = []
-        for key in sorted(_text(k) for k in await self.redis.smembers(keys.intents_of(deadline))):
+        for key in sorted(text(k) for k in await self.redis.smembers(keys.intents_of(deadline))):
             intent = await self.intent(key)
             if intent is not None:
                 found.append(intent)
@@ -143,7 +145,3 @@ def _audit_fields(event: str, kind: str, key: str, amount: Decimal | None, facts
         "amount": "" if amount is None else str(amount),
         "facts": json.dumps(facts, default=str, sort_keys=True),
     }
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

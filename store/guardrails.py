@@ -17,6 +17,7 @@ from config.settings import Settings
 from funding.errors import KillSwitchOn
 from funding.money import CENT
 from store import keys
+from store.codec import text
 
 _RESERVE = """
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -47,7 +48,7 @@ class Guardrails:
     async def kill_switch(self) -> str | None:
         """The kill switch's reason, or None when it is off."""
         value = await self.redis.get(keys.KILL_SWITCH)
-        return None if value is None else (value.decode() if isinstance(value, bytes) else str(value))
+        return None if value is None else text(value)
 
     async def check(self, action: str, amount: Decimal, *, day: date) -> Verdict:
         """Mode and caps for ``action`` (``settle``, ``fund``, ``cover``) of ``amount`` on business ``day``."""

@@ -101,7 +101,7 @@ def alert_state_prefix(dedup_key: str) -> str:
 def alert_state(dedup_key: str, seq: int, state: str) -> str:
     """Hash: one recorded state (``trigger``, ``escalate-<severity>``, ``resolve``) of incident ``seq``:
     ``payload`` (the alert as raised; for a resolve, as last triggered) and, for a resolve, ``resolution``.
-    What its delivery job sends; expires after ``funding.alerts.RECORD_TTL_SECONDS``."""
+    What its delivery job sends; expires after ``store.alert_state.RECORD_TTL_SECONDS``."""
     return f"{alert_state_prefix(dedup_key)}{seq}:{state}"
 
 

@@ -25,8 +25,8 @@ from funding.records import Action
 from jobs import job_metrics as metrics
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_action
 from store.audit import Intent
-from tests.conftest import Sandbox
-from tests.worker.conftest import eventually, listener_settings
+from tests.support.listener import eventually, listener_settings
+from tests.support.sandbox import Sandbox
 from worker.listener import Listener
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ from funding.calendar import SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
 from funding.errors import AuthenticationError, SettlekeeperError
 from funding.money import display, wire
 from jobs.registry import enqueue_alert_deliveries
-from store import keys
+from store.accounts import AccountIds
 from store.alert_state import Transition, raise_alert, resolve_alert
 from store.transfers import TransferStore
 from worker.listener_metrics import ListenerMetrics
@@ -84,6 +84,7 @@ class LimitsMonitor:
         self.metrics = metrics
         self.now = now
         self.calendar = calendar
+        self.accounts = AccountIds(client, broker.find_account)
 
     async def run(self, halt: asyncio.Event) -> None:
         """Poll now and then every ``SETTLEKEEPER_LIMITS_POLL_SECONDS`` until ``halt``; nothing a poll meets
@@ -197,18 +198,8 @@ class LimitsMonitor:
     async def _firm_cash(self) -> None:
         s = self.settings
         for label, account_no in (("SI", s.si_account_no), ("RF", s.rf_account_no), ("FW", s.fw_account_no)):
-            account = await self.broker.trade_account(await self._account_id(account_no))
+            account = await self.broker.trade_account(await self.accounts.of(account_no))
             self.metrics.firm_cash.labels(label).set(float(account.cash))
-
-    async def _account_id(self, account_no: str) -> str:
-        """Account number → UUID (docs/broker-api.md "Account numbers and ids"), cached in ``sk:account_ids`` like
-        the jobs do."""
-        cached = await self.redis.hget(keys.ACCOUNT_IDS, account_no)
-        if cached is not None:
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
-        account_id = str((await self.broker.find_account(account_no)).id)
-        await self.redis.hset(keys.ACCOUNT_IDS, account_no, account_id)
-        return account_id
 
     async def _due(self, system_date: date) -> None:
         """What is due on today's deadline (the current system date: the previous cycle's transfers) and on

@@ -24,7 +24,7 @@ from funding.errors import AuthenticationError, LeaseLostError, NotFoundError, R
 from funding.models import IFStatus, InstantFunding
 from funding.records import Action, DeadLetter
 from jobs.registry import actions_for, enqueue_action
-from store import keys
+from store.accounts import AccountIds
 from store.transfers import TransferStore
 from worker.listener_metrics import ListenerMetrics
 
@@ -56,6 +56,7 @@ class Resolver:
         self._limit = asyncio.Semaphore(concurrency)
         self._token = token
         self._now = now
+        self.accounts = AccountIds(store.redis, broker.find_account)
         self.wake = asyncio.Event()
         """Set when new hints were committed."""
         self._dispatching = asyncio.Lock()
@@ -133,7 +134,7 @@ class Resolver:
         if not transfer.status.known:
             await self._dead("unknown_status", f"transfer status {transfer.status.value!r}", str(transfer.id))
             return
-        if not await self._known_account(transfer.account_no):
+        if not await self.accounts.known(transfer.account_no):
             await self._dead("unknown_account", f"account {transfer.account_no} not found", str(transfer.id))
             return
         outcome = await self.store.record(
@@ -154,16 +155,6 @@ class Resolver:
                 source=source,
                 deadline=transfer.deadline.isoformat(),
             )
-
-    async def _known_account(self, account_no: str) -> bool:
-        if await self.store.redis.hexists(keys.ACCOUNT_IDS, account_no):
-            return True
-        try:
-            account = await self.broker.find_account(account_no)
-        except NotFoundError:
-            return False
-        await self.store.redis.hset(keys.ACCOUNT_IDS, account_no, str(account.id))
-        return True
 
     async def _dead(self, reason: str, detail: str, transfer_id: str) -> None:
         letter = DeadLetter("rest", reason, detail, transfer_id)

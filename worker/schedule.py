@@ -24,6 +24,7 @@ from rq.job import Job, JobStatus
 from config.settings import Settings
 from funding.alerts import Alert, Severity
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
+from funding.outcomes import RETRIED_BY_THE_GUARD, SettleOutcome
 from jobs.registry import (
     SETTLE_QUEUE,
     enqueue_alert_deliveries,
@@ -35,6 +36,7 @@ from jobs.registry import (
 from jobs.reports import useful_until
 from store import keys
 from store.alert_state import move_sync
+from store.codec import text, texts
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +147,6 @@ GUARD_RETRY_SECONDS = 60.0
 again by the guard this long (wall clock) after it ended, not in a loop."""
 PENDING_JOB_STATES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 """An RQ job in one of these states will run once a worker takes it: no other run is needed meanwhile."""
-RETRIED_OUTCOMES = frozenset({"in_progress", "error", "superseded"})
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def guard_reason(
     no run is alive (its heartbeat lock is gone), the kill switch is off and no settle job already waits
     for a worker (``waiting``): ``died`` (the last run started and never ended), ``no_run`` (none started
     since the first phase), ``kill_switch_cleared`` (the last run was stopped by the switch), or the last
-    run's outcome when it may succeed if run again (:data:`RETRIED_OUTCOMES`, after
+    run's outcome when it may succeed if run again (``RETRIED_BY_THE_GUARD``, after
     :data:`GUARD_RETRY_SECONDS`). A run that ended otherwise (done, RF short, refused, dry-run, failed and
     paged) is not repeated: the 12:30, 13:05 and 19:00 phases and the listener's re-plans do that.
     """
@@ -204,9 +205,9 @@ def guard_reason(
         return "no_run"
     if last.ended_unix is None:
         return "died"
-    if last.outcome == "killed":
+    if last.outcome == SettleOutcome.KILLED:
         return "kill_switch_cleared"
-    if last.outcome in RETRIED_OUTCOMES and wall - last.ended_unix >= GUARD_RETRY_SECONDS:
+    if last.outcome in RETRIED_BY_THE_GUARD and wall - last.ended_unix >= GUARD_RETRY_SECONDS:
         return last.outcome
     return None
 
@@ -293,9 +294,7 @@ class Scheduler:
         """A job that failed for good (retries exhausted, in RQ's failed registry) pages once per job id;
         the alert resolves when the job leaves the registry (requeued or deleted by an operator)."""
         failed = failed_job_ids(self.rq)
-        paged = {
-            raw.decode() if isinstance(raw, bytes) else str(raw) for raw in self.rq.smembers(keys.FAILED_JOBS_PAGED)
-        }
+        paged = texts(self.rq.smembers(keys.FAILED_JOBS_PAGED))
         for job_id in failed - paged:  # each tick fetches only jobs it has not seen fail before
             func = job_function(self.rq, job_id)
             if func == "jobs.alert_delivery.deliver":  # a page about a page that cannot be sent would only loop
@@ -343,7 +342,3 @@ def _job_pending(connection: redis.Redis, job_id: str) -> bool:
         return False
     status = connection.hget(Job.key_for(job_id), "status")
     return status is not None and text(status) in PENDING_JOB_STATES
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from broker.client import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, BrokerClient
 from config.settings import Settings, load_settings
@@ -19,6 +18,7 @@ from funding.errors import (
     AuthenticationError,
     ClientError,
     IdempotencyConflictError,
+    MalformedDataError,
     NotFoundError,
     PermanentError,
     RateLimitedError,
@@ -27,7 +27,7 @@ from funding.errors import (
     TransportError,
 )
 from funding.models import IFStatus
-from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
+from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
 
 SECRET = "s3cr3t-Zebra-Quokka-7731"
 """A distinctive secret, shared by the sandbox and the client, that must never appear in an error message."""
@@ -308,7 +308,7 @@ async def test_list_transfers_cancels_the_next_page_when_this_one_is_malformed()
     page = [listed(n) for n in range(PAGE_SIZE)]
     page[7] = {**page[7], "amount": 1.5}
     client = PagedBroker([page])
-    with pytest.raises(ValidationError):
+    with pytest.raises(MalformedDataError):
         await client.list_transfers()
     assert client.offsets == [0, PAGE_SIZE]
     assert client.cancelled == 1

@@ -35,8 +35,8 @@ from broker.stream import (
 )
 from config.settings import Settings, load_settings
 from funding.errors import AuthenticationError, ClientError, RateLimitedError, ServerError, TransportError
-from tests.conftest import Sandbox
-from tests.sse import ACTIVITIES, replay
+from tests.support.sandbox import Sandbox
+from tests.support.sse import ACTIVITIES, replay
 
 MONDAY = "2026-11-23"
 WELCOME = "welcome to the Alpaca events"

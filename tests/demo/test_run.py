@@ -13,65 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_main import ROOT, clean_env, command
+from tests.support.demo import run_demo, section, session_members, start_demo
 
 DAY_SPEED = "10000"
 """Fast enough for the default run (about 25 s for one deadline), slow enough that the noon settlement
 still completes before 1 PM (the clock is capped at 600× around the cutoffs whatever the speed)."""
-
-
-def session_members(session: int) -> list[str]:
-    """Processes (not zombies) of ``session``: what a run left behind."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, _, _, sid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:4]
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue
-        if int(sid) == session and state != "Z":
-            found.append(f"{entry.name} {cmdline}")
-    return found
-
-
-async def start_demo(*args: str, log_dir: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *command(),
-        "demo",
-        *args,
-        "--log-dir",
-        str(log_dir),
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
-async def run_demo(*args: str, log_dir: Path, within: float) -> tuple[str, str]:
-    """Run the demo to its end; returns (stdout, stderr) and checks that nothing it started is still running."""
-    proc = await start_demo(*args, log_dir=log_dir)
-    try:
-        async with asyncio.timeout(within):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    (log_dir / "stdout.txt").write_bytes(out)  # the whole output, next to the processes' logs
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert session_members(proc.pid) == []
-    return out.decode(), err.decode()
-
-
-def section(report: str, title: str) -> str:
-    """The lines of one report section (from its title to the next blank line)."""
-    match = re.search(rf"^{re.escape(title)}.*?\n(.*?)(?:\n\n|\Z)", report, re.M | re.S)
-    assert match is not None, f"no section {title!r} in:\n{report}"
-    return match.group(1)
 
 
 async def test_one_day_settles_covers_pages_rf_short_and_leaves_nothing_running(tmp_path: Path) -> None:

@@ -26,9 +26,9 @@ from rq.job import JobStatus
 from funding.calendar import ET
 from jobs.registry import ALERT_QUEUE, queue
 from store import keys
-from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
-from tests.processes import Proc, Spawn, environment
-from tests.redis_server import RedisServer
+from tests.support.processes import Proc, Spawn, environment
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
 
 pytestmark = pytest.mark.timeout(150)
 

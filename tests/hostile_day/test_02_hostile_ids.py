@@ -17,10 +17,9 @@ from urllib.parse import parse_qs
 
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
-from tests.worker.conftest import ListenerFactory, eventually
-from tests.worker.scenario import arm, customer, until_connected
-from tests.worker.test_listener_input import activity, dead_letters
+from tests.support.listener import ListenerFactory, activity, dead_letters, eventually
+from tests.support.sandbox import Sandbox
+from tests.support.scenario import arm, customer, until_connected
 
 HOSTILE_TRANSFER_IDS = [
     "../journals",

@@ -14,10 +14,9 @@ from sandbox.event_log import StreamName
 from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
-from tests.worker.conftest import ListenerFactory, RunningListener, eventually
-from tests.worker.scenario import arm, customer, until_connected
-from tests.worker.test_listener_input import activity, dead_letters, sample
+from tests.support.listener import ListenerFactory, RunningListener, activity, dead_letters, eventually, sample
+from tests.support.sandbox import Sandbox
+from tests.support.scenario import arm, customer, until_connected
 
 NOT_A_ULID = "zzzzzzzzzzzzzzzzzzzzzzzzzz"
 FAR_FUTURE_ULID = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"

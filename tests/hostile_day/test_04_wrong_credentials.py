@@ -26,10 +26,10 @@ from funding.errors import AuthenticationError, ClientError
 from jobs.registry import enqueue_phase
 from sandbox.http import RUNTIME
 from store import keys
-from tests.conftest import Sandbox
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import create_transfers, et
-from tests.processes import Proc, Spawn, environment
+from tests.support.jobs import RunWorker
+from tests.support.processes import Proc, Spawn, environment
+from tests.support.sandbox import Sandbox
+from tests.support.settle import create_transfers, et
 
 JobEnv = Callable[..., None]
 RETRY_SECONDS = 3.0

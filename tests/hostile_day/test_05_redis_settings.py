@@ -16,9 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Sandbox
-from tests.processes import ROOT, Proc, Spawn, environment
-from tests.redis_server import RedisServer, free_port
+from tests.support.processes import ROOT, Proc, Spawn, environment
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.sandbox import Sandbox
 
 PASSWORD = "n0t-in-any-log"
 

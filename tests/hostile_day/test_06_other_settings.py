@@ -14,7 +14,7 @@ import pytest
 
 from config.settings import load_settings
 from funding.errors import ConfigError
-from tests.processes import ROOT, environment
+from tests.support.processes import ROOT, environment
 
 
 async def run(args: list[str], **settings: str) -> tuple[int, str, str]:

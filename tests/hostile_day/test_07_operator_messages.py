@@ -10,11 +10,10 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from store import keys
-from tests.conftest import SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import alerts, create_transfers, et, journals, run_settle, settlements, transfers
-from tests.jobs.test_ladder import run_step
-from tests.worker.conftest import ListenerFactory, eventually
+from tests.support.jobs import RunWorker
+from tests.support.listener import ListenerFactory, eventually
+from tests.support.sandbox import SandboxFactory
+from tests.support.settle import alerts, create_transfers, et, journals, run_settle, run_step, settlements, transfers
 
 JobEnv = Callable[..., None]
 AMOUNTS = ["400.00"] * 6

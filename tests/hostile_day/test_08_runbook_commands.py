@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from store import keys
-from tests.conftest import Sandbox
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import Sandbox
 
 RUNBOOK = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
 TOOLS = ("bash", "redis-cli", "curl", "jq")

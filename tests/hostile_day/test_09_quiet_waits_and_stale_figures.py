@@ -17,11 +17,10 @@ from structlog.testing import capture_logs
 from funding.calendar import ET
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox, SandboxFactory
-from tests.redis_server import RedisServer
-from tests.worker.conftest import ListenerFactory, eventually, listener_settings
-from tests.worker.scenario import arm, customer, until_connected
-from tests.worker.test_listener_input import sample
+from tests.support.listener import ListenerFactory, eventually, listener_settings, sample
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.scenario import arm, customer, until_connected
 from worker.listener import Listener
 
 

@@ -13,9 +13,9 @@ import re
 import shlex
 from pathlib import Path
 
-from tests.cli.test_main import LISTENING, ROOT, clean_env, command, read_until
-from tests.conftest import Sandbox
-from tests.demo.test_run import run_demo, section
+from tests.support.cli import LISTENING, ROOT, clean_env, command, read_until
+from tests.support.demo import run_demo, section
+from tests.support.sandbox import Sandbox
 
 UNGROUPED_AMOUNT = re.compile(r"(?<![\d,.])\d{4,}\.\d{2}(?!\d)")
 """1000.00 and up written without thousands separators."""

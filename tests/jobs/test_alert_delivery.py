@@ -34,8 +34,8 @@ from jobs.failpoints import KILLED_EXIT_STATUS
 from jobs.registry import ALERT_QUEUE, JOB_TIMEOUT_SECONDS, enqueue_alert_deliveries, queue
 from store import keys
 from store.alert_state import Transition, move_sync
-from tests.conftest import Sandbox
-from tests.jobs.conftest import JOB_ENV, RunWorker
+from tests.support.jobs import JOB_ENV, RunWorker
+from tests.support.sandbox import Sandbox
 from worker.schedule import Scheduler
 
 SLACK_PATH = "/services/T0SECRET/B0SECRET/xoxWebhookSecret42"

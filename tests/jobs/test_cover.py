@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
 from funding.calendar import TradingCalendar, at_et
 from funding.money import quantize
@@ -21,69 +16,25 @@ from jobs.registry import COVER_QUEUE, enqueue_action, enqueue_phase, queue
 from jobs.runtime import idempotency_key
 from store import keys
 from store.guardrails import Guardrails, Verdict
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.worker import conftest as worker_conftest
-from tests.worker.conftest import ListenerFactory, eventually
+from tests.support.cover import (
+    ACCOUNT,
+    Configure,
+    cancel_at_8pm,
+    debit_of_400,
+    fetch,
+    fund_and_spend,
+    journals_to,
+    run_cover,
+    trade,
+)
+from tests.support.jobs import RunWorker
+from tests.support.listener import ListenerFactory, eventually
+from tests.support.sandbox import Sandbox, SandboxFactory
 
-ACCOUNT = "8100000001"
 BIG_JNLC = {"jnlc_transaction_limit": "1000000", "jnlc_daily_limit": "10000000"}
 """JNLC limits high enough that a cover journal executes at once."""
 MARGIN_RATE = Decimal("0.0850")
 """Settings.margin_rate's default, restated: the expectation is computed from the inputs, not the code."""
-Configure = Callable[..., None]
-start_listener = worker_conftest.start_listener
-"""The listener fixture of tests/worker, for the end-to-end test."""
-
-
-async def fund_and_spend(
-    sandbox: Sandbox, account: str = ACCOUNT, amount: str = "500.00", spend: str = "400.00"
-) -> str:
-    """An executed IF transfer of ``amount`` of which the customer spends ``spend``; returns its deadline."""
-    transfer = await sandbox.create_transfer(account, amount)
-    await sandbox.advance(1)
-    if Decimal(spend) > 0:
-        await trade(sandbox, "buy", qty="1", price=spend, account=account)
-    return str(transfer["deadline"])
-
-
-async def trade(sandbox: Sandbox, side: str, *, qty: str, price: str, account: str = ACCOUNT) -> None:
-    body = {"account_no": account, "symbol": "AAPL", "side": side, "qty": qty, "price": price}
-    await sandbox.ok("POST", "/sandbox/trades", body)
-
-
-async def cancel_at_8pm(sandbox: Sandbox, deadline: str) -> None:
-    """Move the sandbox clock to 8 PM ET on ``deadline``: every unsettled transfer due then is CANCELED."""
-    await sandbox.set_clock(at_et(date.fromisoformat(deadline), time(20, 0)))
-
-
-async def debit_of_400(sandbox: Sandbox) -> str:
-    """The brief's scenario: IF 500, buy 400, canceled at 8 PM → cash −400; returns the deadline."""
-    deadline = await fund_and_spend(sandbox)
-    await cancel_at_8pm(sandbox, deadline)
-    assert await sandbox.cash(ACCOUNT) == Decimal("-400.00")
-    return deadline
-
-
-def fetch(connection: redis.Redis, job_id: str) -> Job:
-    return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
-
-
-async def run_cover(connection: redis.Redis, run_worker: RunWorker, account: str, deadline: str) -> dict[str, Any]:
-    """Enqueue the listener's cover action (a finished one is deleted first: a re-run) and run it to the end."""
-    job_id = f"cover-{account}-{deadline}"
-    with contextlib.suppress(NoSuchJobError):
-        fetch(connection, job_id).delete()
-    assert enqueue_action(connection, Action("0-0", job_id, "cover", account, deadline))
-    assert await run_worker()
-    job = fetch(connection, job_id)
-    assert job.get_status() == JobStatus.FINISHED, job.latest_result()
-    return dict(job.return_value())
-
-
-async def journals_to(sandbox: Sandbox, account: str) -> list[dict[str, Any]]:
-    target = await sandbox.account_id(account)
-    return [j for j in await sandbox.ok("GET", "/v1/journals") if j["to_account"] == target]
 
 
 def stream(connection: redis.Redis, key: str) -> list[dict[str, str]]:

@@ -33,8 +33,8 @@ from jobs.failpoints import FAILPOINTS, KILLED_EXIT_STATUS
 from jobs.registry import COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE, enqueue_action, enqueue_phase, queue
 from jobs.settlements import INTENT_TAG
 from store import keys
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import JOB_ENV
+from tests.support.jobs import JOB_ENV
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = [sys.executable, "-m", "cli.main", "work", "--burst", "--worker-class", "simple"]

@@ -41,10 +41,10 @@ from jobs.registry import (
 from jobs.runtime import run_job
 from store import keys
 from store.alert_state import move_sync
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import et
-from tests.jobs.test_cover import ACCOUNT, Configure, debit_of_400, journals_to, run_cover
+from tests.support.cover import ACCOUNT, Configure, debit_of_400, journals_to, run_cover
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.settle import et
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)
@@ -137,8 +137,11 @@ async def test_alert_deliveries_are_counted_by_kind_sink_and_outcome(
     assert value(samples, "settlekeeper_job_duration_seconds_count", job="alerts.deliver", outcome="succeeded") == 1
 
 
-def test_a_job_that_raises_is_counted_as_failed_and_the_error_still_propagates(redis_client: redis.Redis) -> None:
+def test_a_job_that_raises_is_counted_as_failed_and_the_error_still_propagates(
+    redis_client: redis.Redis, session_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """run_job records the failed run in the histogram (outside RQ: job ``direct``) and re-raises."""
+    monkeypatch.setenv("SETTLEKEEPER_REDIS_URL", session_redis_url)
 
     async def broken(_: Any) -> None:
         raise ValueError("boom")

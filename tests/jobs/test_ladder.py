@@ -7,32 +7,21 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import redis
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from funding.records import Action
-from jobs.registry import enqueue_action, enqueue_phase
+from jobs.registry import enqueue_action
 from store import keys
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import RF, alerts, create_transfers, et, hash_of, run_settle, total, transfers
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.settle import RF, alerts, create_transfers, et, hash_of, run_settle, run_step, total, transfers
 
 JobEnv = Callable[..., None]
 BIG_JNLC = {"jnlc_transaction_limit": "1000000", "jnlc_daily_limit": "10000000"}
 """JNLC limits high enough that a cover journal executes at once."""
 LATE_RATE = Decimal("0.0450") + Decimal("0.08")
 """The sandbox's default fed upper bound plus 8 %: one day of late interest is amount × this / 360."""
-
-
-async def run_step(redis_client: redis.Redis, run_worker: RunWorker, step: str, day: str) -> dict[str, Any]:
-    """Enqueue the scheduler's phase ``ladder_<step>`` for ``day`` and run it through a real RQ worker."""
-    assert enqueue_phase(redis_client, f"ladder_{step}", day)
-    assert await run_worker()
-    job = Job.fetch(f"phase-ladder-{step}-{day}", connection=redis_client, serializer=JSONSerializer)
-    assert job.get_status() == JobStatus.FINISHED, job.latest_result()
-    report = job.return_value()
-    assert isinstance(report, dict)
-    return report
 
 
 async def run_cover(redis_client: redis.Redis, run_worker: RunWorker, account: str, day: str) -> dict[str, Any]:

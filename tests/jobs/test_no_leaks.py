@@ -19,8 +19,8 @@ from rq.serializers import JSONSerializer
 
 from funding.records import Action
 from jobs.registry import COVER_QUEUE, enqueue_action, queue
-from tests.conftest import Sandbox
-from tests.jobs.conftest import ThreadWorker
+from tests.support.jobs import ThreadWorker
+from tests.support.sandbox import Sandbox
 
 ACCOUNT = "8100000001"
 FIRST_DAY = date(2026, 1, 1)

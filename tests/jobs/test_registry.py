@@ -21,7 +21,7 @@ from jobs.registry import (
     SETTLE_QUEUE,
     enqueue_action,
 )
-from tests.jobs.conftest import RunWorker
+from tests.support.jobs import RunWorker
 
 DEADLINE = "2026-11-24"
 COVER = Action("1-0", f"cover-8100000001-{DEADLINE}", "cover", "8100000001", DEADLINE)

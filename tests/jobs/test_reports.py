@@ -19,10 +19,9 @@ from rq.serializers import JSONSerializer
 from funding.calendar import at_et
 from jobs.registry import ALERT_QUEUE, enqueue_phase, queue
 from store import keys
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.worker import conftest as worker_conftest
-from tests.worker.conftest import ListenerFactory, eventually
+from tests.support.jobs import RunWorker
+from tests.support.listener import ListenerFactory, eventually
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 MONDAY = date(2026, 11, 23)
 TUESDAY = date(2026, 11, 24)
@@ -34,8 +33,6 @@ TRADES = [
 ]
 """(account, side, qty, price, commission): net buys, so the partner owes Alpaca on T+1."""
 Configure = Callable[..., None]
-start_listener = worker_conftest.start_listener
-"""The listener fixture of tests/worker: the IF reconciliation reads a store it filled."""
 
 
 def net_of(trades: list[tuple[str, str, str, str, str]]) -> Decimal:

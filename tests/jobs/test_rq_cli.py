@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from funding.records import Action
 from jobs.registry import COVER_QUEUE, SETTLE_QUEUE, enqueue_action
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))

@@ -15,9 +15,9 @@ from funding.models import Settlement
 from funding.money import late_interest
 from jobs.settle import settle
 from store import keys
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import (
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.settle import (
     FW,
     RF,
     SI,

@@ -15,8 +15,8 @@ from funding.planning import chunks
 from jobs.registry import enqueue_phase
 from sandbox.engine import Engine
 from store import keys
-from tests.conftest import Sandbox, SandboxFactory
-from tests.jobs.conftest import RunWorker
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 RF, SI, FW = "7536050RF", "7536050SI", "7536050FW"
 

@@ -17,9 +17,9 @@ from funding.models import Journal
 from funding.money import late_interest
 from jobs.settle import settle
 from store import keys
-from tests.conftest import SandboxFactory
-from tests.jobs.conftest import RunWorker
-from tests.jobs.settle_support import (
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import SandboxFactory
+from tests.support.settle import (
     SI,
     alerts,
     audit,

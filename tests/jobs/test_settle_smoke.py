@@ -10,8 +10,8 @@ import redis
 from funding.calendar import ET
 from jobs.registry import enqueue_phase
 from store import keys
-from tests.conftest import SandboxFactory
-from tests.jobs.conftest import RunWorker
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import SandboxFactory
 
 
 async def test_noon_phase_funds_si_and_settles_everything_due(

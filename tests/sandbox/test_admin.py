@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Sandbox
-from tests.sse import ACTIVITIES, JOURNALS, open_stream
+from tests.support.sandbox import Sandbox
+from tests.support.sse import ACTIVITIES, JOURNALS, open_stream
 
 
 async def test_disconnect_ends_open_streams_cleanly_and_the_next_connection_takes_an_armed_fault(

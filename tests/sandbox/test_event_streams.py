@@ -16,8 +16,8 @@ import pytest
 from ulid import ULID
 
 from sandbox.event_log import MonotonicUlids, crockford
-from tests.conftest import MONDAY_10AM, Sandbox
-from tests.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
+from tests.support.sandbox import MONDAY_10AM, Sandbox
+from tests.support.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
 
 MONDAY = "2026-11-23"
 CUSTOMERS = [f"81000000{i:02d}" for i in range(1, 11)]

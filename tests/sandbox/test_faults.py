@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Sandbox, SandboxFactory
-from tests.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
+from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.sse import ACTIVITIES, HEARTBEAT, JOURNALS, NTA, SSE, WELCOME, open_stream
 
 MONDAY = "2026-11-23"
 INTERNAL_ERROR = ": internal server error"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from funding.calendar import ET
-from tests.conftest import Sandbox, SandboxFactory
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 SI = "7536050SI"
 C1, C2, C3, C4 = "8100000001", "8100000002", "8100000003", "8100000004"

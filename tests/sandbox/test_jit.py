@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from funding.calendar import at_et
-from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
+from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
 
 DETAIL_COLUMNS = [
     "trns_id", "external_id", "summary_categrory", "account_id", "account_no", "symbol", "system_date",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from funding.calendar import ET
-from tests.conftest import Sandbox, SandboxFactory
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 SI, RF, FW = "7536050SI", "7536050RF", "7536050FW"
 SETTLEMENTS = "/v1/instant_funding/settlements"

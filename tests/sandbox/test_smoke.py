@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 
 async def test_transfer_executes_and_adds_buying_power(sandbox: Sandbox) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import SandboxFactory
+from tests.support.sandbox import SandboxFactory
 
 BULK_SEED = {"if_account_limit": None, "if_correspondent_limit": "100000", "if_execute_delay_seconds": 0}
 

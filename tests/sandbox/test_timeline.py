@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from funding.calendar import ET
-from tests.conftest import Sandbox, SandboxFactory
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 SI, RF = "7536050SI", "7536050RF"
 C1 = "8100000001"

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from funding import models
 from funding.calendar import at_et
 from funding.money import loads_exact
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 EXAMPLES: dict[str, Any] = loads_exact((Path(__file__).parent.parent / "fixtures" / "part_b_examples.json").read_text())
 DECIMAL = re.compile(r"^-?\d+\.\d{2}$")

@@ -17,9 +17,9 @@ from funding.models import InstantFunding
 from jobs.registry import ALERT_QUEUE, queue
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
-from tests.jobs.settle_support import alerts, hash_of
-from tests.worker.conftest import ListenerFactory, eventually, listener_settings
+from tests.support.listener import ListenerFactory, eventually, listener_settings
+from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
+from tests.support.settle import alerts, hash_of
 from worker.limits import LimitsMonitor
 from worker.listener_metrics import ListenerMetrics
 

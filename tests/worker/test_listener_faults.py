@@ -19,9 +19,9 @@ import worker.stream_reader
 from broker.stream import Parsed, Stream, parse
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
-from tests.worker.conftest import ListenerFactory, RunningListener, eventually
-from tests.worker.scenario import arm, converged, emitted_ids, records, run_scenario, until_connected
+from tests.support.listener import ListenerFactory, RunningListener, eventually
+from tests.support.sandbox import Sandbox
+from tests.support.scenario import arm, converged, emitted_ids, records, run_scenario, until_connected
 from worker.resolver import Resolver
 
 ACTIVITIES_PATH = "/v2beta1/events/activities"

@@ -10,39 +10,20 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
-from ulid import ULID
 
 from jobs.registry import COVER_QUEUE, SETTLE_QUEUE
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import MONDAY_10AM, Sandbox
-from tests.worker.conftest import ListenerFactory, RunningListener, eventually
-from tests.worker.scenario import arm, customer, until_connected
+from tests.support.listener import ListenerFactory, RunningListener, activity, dead_letters, eventually, sample
+from tests.support.sandbox import Sandbox
+from tests.support.scenario import arm, customer, until_connected
 
 ACTIVITIES_PATH = "/v2beta1/events/activities"
-INJECTED_ID = str(ULID.from_int(int(MONDAY_10AM.timestamp() * 1000) << 80))
-"""A ULID sorting before every event the sandbox emits from Monday 10:00 ET on (random part 0)."""
-
-
-def activity(account: str, /, **changes: Any) -> dict[str, Any]:
-    """A well-formed MEM activity of ``account``; ``changes`` replace fields (None removes one)."""
-    event: dict[str, Any] = {
-        "event_id": INJECTED_ID,
-        "account_id": account,
-        "at": "2026-11-23T15:00:00Z",
-        "activity_type": "MEM",
-        "status": "executed",
-        "net_amount": "0",
-        "description": "type: instant_funding_memopost",
-        "details": {"transfer_id": str(uuid.uuid4())},
-    }
-    event.update(changes)
-    return {name: value for name, value in event.items() if value is not None}
 
 
 Payload = Callable[[str], str]
@@ -57,15 +38,6 @@ BAD_INPUT: list[Any] = [
     pytest.param(lambda a: json.dumps(activity(a, net_amount="12,50")), "invalid", id="amount-not-decimal"),
     pytest.param(lambda a: json.dumps(activity(a, net_amount="NaN")), "invalid", id="amount-not-finite"),
 ]
-
-
-def sample(running: RunningListener, name: str, **labels: str) -> float:
-    return running.listener.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-async def dead_letters(store: TransferStore) -> list[dict[str, str]]:
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], await store.redis.xrange(keys.DEAD_LETTERS))
-    return [json.loads(fields[b"entry"]) for _, fields in rows]
 
 
 async def executed_transfer(sandbox: Sandbox, store: TransferStore, n: int) -> None:

@@ -27,8 +27,8 @@ from sandbox.event_log import StreamName
 from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import MONDAY_10AM, Sandbox, SandboxFactory
-from tests.worker.conftest import ListenerFactory, eventually, listener_settings
+from tests.support.listener import ListenerFactory, eventually, listener_settings
+from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
 from worker.listener import Listener
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
-from tests.worker.conftest import ListenerFactory, eventually
+from tests.support.listener import ListenerFactory, eventually
+from tests.support.sandbox import Sandbox
 
 
 async def test_executed_transfers_reach_the_store(

@@ -16,9 +16,9 @@ from funding.calendar import TradingCalendar, at_et
 from funding.errors import ConfigError
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_phase, queue
 from store import keys
-from tests.conftest import SandboxFactory
-from tests.jobs.conftest import JOB_ENV, ThreadWorker
-from tests.worker.conftest import eventually
+from tests.support.jobs import JOB_ENV, ThreadWorker
+from tests.support.listener import eventually
+from tests.support.sandbox import SandboxFactory
 from worker import schedule
 from worker.schedule import Scheduler, due_phases
 
@@ -223,6 +223,7 @@ async def test_late_start_runs_settle_late(
     deadline = date.fromisoformat(transfers[0]["deadline"])
     await sandbox.set_clock(at_et(deadline, time(13, 30)))
     monkeypatch.setenv("SETTLEKEEPER_BROKER_URL", sandbox.base_url)
+    monkeypatch.setenv("SETTLEKEEPER_REDIS_URL", session_redis_url)
     for name, value in JOB_ENV.items():
         monkeypatch.setenv(name, value)
     scheduler = Scheduler(SETTINGS, redis_client, fixed(at_et(deadline, time(13, 30))), CALENDAR)

@@ -11,16 +11,13 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -111,32 +108,3 @@ def environment(redis_url: str, broker_url: str, **settings: str) -> dict[str, s
 
 
 Spawn = Callable[..., Awaitable[Proc]]
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[Spawn]:
-    """Factory: start ``settlekeeper <args>`` with an environment; every process is killed at the end."""
-    started: list[Proc] = []
-
-    async def start(args: list[str], env: dict[str, str]) -> Proc:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli.main",
-            *args,
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        handle = Proc(args, proc)
-        handle.pump = asyncio.create_task(handle._pump())
-        started.append(handle)
-        return handle
-
-    yield start
-    for handle in started:
-        handle.kill_group()
-    for handle in started:
-        await handle.ended()

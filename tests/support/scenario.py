@@ -24,8 +24,8 @@ from sandbox.event_log import StreamName
 from sandbox.http import RUNTIME
 from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
-from tests.worker.conftest import RunningListener, eventually
+from tests.support.listener import RunningListener, eventually
+from tests.support.sandbox import Sandbox
 
 SI, RF = "7536050SI", "7536050RF"
 TUESDAY_7_59_59_PM = datetime(2026, 11, 24, 19, 59, 59, tzinfo=ET)

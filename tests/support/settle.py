@@ -19,8 +19,8 @@ from funding.records import Action
 from jobs.registry import enqueue_action, enqueue_phase
 from jobs.runtime import JobContext, job_context
 from store import keys
-from tests.conftest import Sandbox
-from tests.jobs.conftest import RunWorker
+from tests.support.jobs import RunWorker
+from tests.support.sandbox import Sandbox
 
 SI, RF, FW = "7536050SI", "7536050RF", "7536050FW"
 
@@ -147,3 +147,14 @@ def intents(redis_client: redis.Redis, deadline: str) -> dict[str, dict[str, str
 
 def intent_transfers(redis_client: redis.Redis, key: str) -> set[str]:
     return {_text(m) for m in redis_client.smembers(keys.intent_transfers(key))}
+
+
+async def run_step(redis_client: redis.Redis, run_worker: RunWorker, step: str, day: str) -> dict[str, Any]:
+    """Enqueue the scheduler's phase ``ladder_<step>`` for ``day`` and run it through a real RQ worker."""
+    assert enqueue_phase(redis_client, f"ladder_{step}", day)
+    assert await run_worker()
+    job = Job.fetch(f"phase-ladder-{step}-{day}", connection=redis_client, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FINISHED, job.latest_result()
+    report = job.return_value()
+    assert isinstance(report, dict)
+    return report

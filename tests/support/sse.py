@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 
 ACTIVITIES = "/v2beta1/events/activities"
 JOURNALS = "/v2/events/journals/status"

@@ -1,20 +1,20 @@
-"""Fixtures for the listener: run it in-process against a sandbox and a flushed real Redis."""
+"""Running the listener in-process against a sandbox, and waiting for what it does."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import pytest
-import redis
-import redis.asyncio as aioredis
+from ulid import ULID
 
 from config.settings import Settings, load_settings
+from store import keys
 from store.transfers import TransferStore
-from tests.conftest import Sandbox
+from tests.support.sandbox import MONDAY_10AM, Sandbox
 from worker.listener import Listener
 
 
@@ -52,35 +52,6 @@ def listener_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
 ListenerFactory = Callable[..., Awaitable[RunningListener]]
 
 
-@pytest.fixture
-async def start_listener(session_redis_url: str, redis_client: redis.Redis) -> AsyncIterator[ListenerFactory]:
-    """Factory: start a listener for a sandbox (settings overridable); all are stopped at the end."""
-    running: list[RunningListener] = []
-
-    async def start(sandbox: Sandbox, **overrides: Any) -> RunningListener:
-        listener = Listener(listener_settings(sandbox, **overrides), session_redis_url)
-        stop = asyncio.Event()
-        task = asyncio.create_task(listener.run(stop))
-        handle = RunningListener(listener, task, stop)
-        running.append(handle)
-        return handle
-
-    yield start
-    for handle in running:
-        handle.stop.set()
-    for handle in running:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(handle.task, 10)
-
-
-@pytest.fixture
-async def store(session_redis_url: str, redis_client: redis.Redis) -> AsyncIterator[TransferStore]:
-    """A TransferStore on the flushed test Redis."""
-    client = aioredis.Redis.from_url(session_redis_url)
-    yield TransferStore(client)
-    await client.aclose()
-
-
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0, every: float = 0.05) -> None:
     """Poll ``check`` until it is true (I/O-bound convergence, bounded); fail with a clear message."""
     loop = asyncio.get_running_loop()
@@ -91,3 +62,32 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0,
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {within} s: {check.__name__}")
         await asyncio.sleep(every)
+
+
+INJECTED_ID = str(ULID.from_int(int(MONDAY_10AM.timestamp() * 1000) << 80))
+"""A ULID sorting before every event the sandbox emits from Monday 10:00 ET on (random part 0)."""
+
+
+def activity(account: str, /, **changes: Any) -> dict[str, Any]:
+    """A well-formed MEM activity of ``account``; ``changes`` replace fields (None removes one)."""
+    event: dict[str, Any] = {
+        "event_id": INJECTED_ID,
+        "account_id": account,
+        "at": "2026-11-23T15:00:00Z",
+        "activity_type": "MEM",
+        "status": "executed",
+        "net_amount": "0",
+        "description": "type: instant_funding_memopost",
+        "details": {"transfer_id": str(uuid.uuid4())},
+    }
+    event.update(changes)
+    return {name: value for name, value in event.items() if value is not None}
+
+
+def sample(running: RunningListener, name: str, **labels: str) -> float:
+    return running.listener.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def dead_letters(store: TransferStore) -> list[dict[str, str]]:
+    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], await store.redis.xrange(keys.DEAD_LETTERS))
+    return [json.loads(fields[b"entry"]) for _, fields in rows]
