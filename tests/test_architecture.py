@@ -7,6 +7,7 @@ the README's test command (``scripts/test.sh``; contracts in ``pyproject.toml``)
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,15 @@ def test_runtime_modules_and_functions_stay_small(kind: str) -> None:
     """No runtime module over 450 lines, no function over 80, unless REASONS says why."""
     too_big = [(where, lines) for k, where, lines, limit in sizes() if k == kind and lines > limit]
     assert [(where, lines) for where, lines in too_big if where not in REASONS] == []
+
+
+def test_every_file_the_architecture_page_names_exists() -> None:
+    """Each path docs/architecture.md names (``pkg/module.py``, ``store/lua/*.lua``) is a file of the repository,
+    and its walk names at most 8 runtime modules."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([a-z_]+/[a-z_/]+\.(?:py|lua|md))`", page))
+    assert named, "the page names no files"
+    assert sorted(path for path in named if not (ROOT / path).is_file()) == []
+    walk = page.split("## One canceled transfer", 1)[1].split("The walk crosses", 1)[0]
+    walked = {path for path in re.findall(r"`([a-z_]+/[a-z_]+\.py)`", walk) if path.split("/")[0] in RUNTIME}
+    assert 0 < len(walked) <= 8, sorted(walked)

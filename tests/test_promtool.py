@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import urllib.request
@@ -27,6 +26,7 @@ from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, enqueue_action
 from store.audit import Intent
 from tests.support.listener import eventually, listener_settings
 from tests.support.sandbox import Sandbox
+from tests.support.tools import require
 from worker.listener import Listener
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +38,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "settlekeeper.json"
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """The promtool binary; skip without it, but fail in CI, which must run these tests."""
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is not on PATH (Debian: apt-get install prometheus; .ci/run installs it)"
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return require({"promtool": "prometheus"})["promtool"]
 
 
 def run(

@@ -11,22 +11,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.support.cli import LISTENING, OUTPUT_WAIT, ROOT, clean_env, command, read_until
+from tests.support.cli import LISTENING, clean_env, finish, read_until, start
 
 
 @pytest.fixture
 async def sandbox_process() -> AsyncIterator[asyncio.subprocess.Process]:
     """``settlekeeper sandbox --port 0`` running; killed at the end if a test left it alive."""
-    proc = await asyncio.create_subprocess_exec(
-        *command(),
-        "sandbox",
-        "--port",
-        "0",
-        cwd=ROOT,
-        env=clean_env(SETTLEKEEPER_LOG_FORMAT="json"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start("sandbox", "--port", "0", env=clean_env(SETTLEKEEPER_LOG_FORMAT="json"))
     yield proc
     if proc.returncode is None:
         proc.kill()
@@ -60,23 +51,8 @@ async def test_sandbox_serves_the_printed_example_and_stops_on_sigterm(
 
 async def test_bad_setting_exits_2_naming_the_variable() -> None:
     """SETTLEKEEPER_HTTP_PORT=abc stops start-up with exit code 2 and a stderr line naming the variable."""
-    proc = await asyncio.create_subprocess_exec(
-        *command(),
-        "sandbox",
-        "--port",
-        "0",
-        cwd=ROOT,
-        env=clean_env(SETTLEKEEPER_HTTP_PORT="abc"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(OUTPUT_WAIT):
-            stdout, stderr = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    proc = await start("sandbox", "--port", "0", env=clean_env(SETTLEKEEPER_HTTP_PORT="abc"))
+    stdout, stderr = await finish(proc)
     assert proc.returncode == 2
     assert "SETTLEKEEPER_HTTP_PORT" in stderr.decode()
     assert "listening" not in stdout.decode()

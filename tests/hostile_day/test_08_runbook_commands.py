@@ -10,9 +10,7 @@ with curl and jq against the sandbox, lists every transfer due (it used to skip 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,19 +18,16 @@ import pytest
 from store import keys
 from tests.support.redis_server import RedisServer
 from tests.support.sandbox import Sandbox
+from tests.support.tools import require
 
 RUNBOOK = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
-TOOLS = ("bash", "redis-cli", "curl", "jq")
+TOOLS = {"bash": "bash", "redis-cli": "redis-tools", "curl": "curl", "jq": "jq"}
 
 
 @pytest.fixture(autouse=True)
 def operator_tools() -> None:
     """The operator's tools; skip without them, but fail in CI (``CI=true``), which must run these tests."""
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing and os.environ.get("CI", "").lower() in {"true", "1"}:
-        pytest.fail(f"{', '.join(missing)} missing: .ci/run installs them")
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian: redis-tools, curl, jq; .ci/run installs them)")
+    require(TOOLS)
 
 
 def block_after(anchor: str) -> str:

@@ -35,6 +35,30 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+async def start(*args: str, env: dict[str, str], new_session: bool = False) -> asyncio.subprocess.Process:
+    """``settlekeeper <args>`` from the repository, its output piped."""
+    return await asyncio.create_subprocess_exec(
+        *command(),
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=new_session,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process, within: float = OUTPUT_WAIT) -> tuple[bytes, bytes]:
+    """The rest of ``proc``'s (stdout, stderr) once it exits within ``within`` seconds; killed otherwise."""
+    try:
+        async with asyncio.timeout(within):
+            return await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def read_until(stream: asyncio.StreamReader, pattern: re.Pattern[str]) -> tuple[re.Match[str], list[str]]:
     """Read lines until one matches ``pattern`` (bounded by OUTPUT_WAIT); return the match and the lines read."""
     seen: list[str] = []

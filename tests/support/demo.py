@@ -6,7 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from tests.support.cli import ROOT, clean_env, command
+from tests.support.cli import clean_env, finish, start
 
 
 def session_members(session: int) -> list[str]:
@@ -26,30 +26,13 @@ def session_members(session: int) -> list[str]:
 
 
 async def start_demo(*args: str, log_dir: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *command(),
-        "demo",
-        *args,
-        "--log-dir",
-        str(log_dir),
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
+    return await start("demo", *args, "--log-dir", str(log_dir), env=clean_env(), new_session=True)
 
 
 async def run_demo(*args: str, log_dir: Path, within: float) -> tuple[str, str]:
     """Run the demo to its end; returns (stdout, stderr) and checks that nothing it started is still running."""
     proc = await start_demo(*args, log_dir=log_dir)
-    try:
-        async with asyncio.timeout(within):
-            out, err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    out, err = await finish(proc, within)
     (log_dir / "stdout.txt").write_bytes(out)  # the whole output, next to the processes' logs
     assert proc.returncode == 0, err.decode()[-2000:]
     assert session_members(proc.pid) == []

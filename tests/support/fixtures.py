@@ -23,13 +23,14 @@ from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from sandbox.app import create_app
 from sandbox.clock_control import SandboxClock
 from sandbox.state import SeedConfig
-from store.clients import connect, redis_url
+from store.clients import async_client, connect, redis_url
 from store.transfers import TransferStore
 from tests.support.jobs import JOB_ENV, RunWorker, ThreadWorker
 from tests.support.listener import ListenerFactory, RunningListener, listener_settings
 from tests.support.processes import ROOT, Proc, Spawn
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import ManagedRedisServer, RedisServer, redis_server
 from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
+from tests.support.tools import require
 from worker.listener import Listener
 
 
@@ -146,17 +147,32 @@ async def start_listener(session_redis_url: str, redis_client: redis.Redis) -> A
 
 
 @pytest.fixture
-async def store(session_redis_url: str, redis_client: redis.Redis) -> AsyncIterator[TransferStore]:
-    """A TransferStore on the flushed test Redis."""
-    client = aioredis.Redis.from_url(session_redis_url)
-    yield TransferStore(client)
+async def async_redis(session_redis_url: str, redis_client: redis.Redis) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client on the flushed test Redis (built as every process builds one)."""
+    client = async_client(session_redis_url)
+    yield client
     await client.aclose()
+
+
+@pytest.fixture
+def store(async_redis: aioredis.Redis) -> TransferStore:
+    """A TransferStore on the flushed test Redis."""
+    return TransferStore(async_redis)
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis with a password and AOF everysec, restartable, for this test alone."""
     with redis_server(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def managed_server(tmp_path: Path) -> Iterator[ManagedRedisServer]:
+    """A Redis as a managed service runs one (TLS only, an ACL user, the default user off), for this test."""
+    require({"redis-server": "redis-server", "openssl": "openssl"})
+    with redis_server(tmp_path, ManagedRedisServer) as running:
+        assert isinstance(running, ManagedRedisServer)
         yield running
 
 
