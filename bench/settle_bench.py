@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
 from config.settings import load_settings  # noqa: E402
-from funding import keys  # noqa: E402
+from store import keys  # noqa: E402
 from store.clients import redis_url  # noqa: E402
 
 JOB_CPU = 0
