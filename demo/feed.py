@@ -19,6 +19,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from funding.calendar import to_et
+from funding.errors import PermanentError
 from jobs.settlements import INTENT_TAG
 from store import keys
 
@@ -26,7 +27,7 @@ PAGE = 100
 """The sandbox's largest page of ``GET /v1/instant_funding``."""
 
 
-class DemoError(Exception):
+class DemoError(PermanentError):
     """The demo cannot go on (a process died, the sandbox refused a scripted step)."""
 
 

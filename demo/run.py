@@ -55,6 +55,7 @@ from demo.week import (
     describe_week,
 )
 from funding.calendar import TradingCalendar
+from funding.errors import Stop
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from sandbox.app import create_app
 from sandbox.clock_control import SandboxClock
@@ -187,8 +188,8 @@ async def serve_sandbox(settings: Settings, clock: SandboxClock) -> AsyncIterato
         await runner.cleanup()
 
 
-class Interrupted(DemoError):
-    """Ctrl-C or SIGTERM before the week could start."""
+class Interrupted(Stop):
+    """Ctrl-C or SIGTERM before the week could start: the demo stops (exit 130), nothing failed."""
 
 
 async def run_demo(settings: Settings, options: DemoOptions, out: TextIO | None = None) -> int:

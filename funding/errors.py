@@ -23,6 +23,11 @@
         ├── Waiting               a journal or settlement is still in progress: a later run resumes it
         └── Rewind                the server dropped stream messages: reconnect from the cursor
 
+The stand-ins use the tree too: the demo's ``DemoError`` is a :class:`PermanentError` and its ``Interrupted``
+a :class:`Stop`. The sandbox's ``SandboxError`` stays outside it on purpose: it is the stand-in's answer to
+a request, turned into an HTTP error response inside the sandbox and never raised into settlekeeper's code
+(what reaches the Broker API client is a response, which the client maps onto this tree).
+
 Retry code catches exactly :class:`RetryableError`; nothing retries a :class:`Stop`. Messages carry what a
 person needs to act (the request, the account, the amount, Alpaca's code) and never a credential.
 
