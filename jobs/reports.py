@@ -86,12 +86,13 @@ async def _store(ctx: JobContext, key: str, fields: Mapping[str, Any]) -> None:
     """Replace the stored result ``key`` with ``fields`` in one transaction."""
     async with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.delete(key)
-        pipe.hset(key, mapping={name: _text(value) for name, value in fields.items()})
+        pipe.hset(key, mapping={name: _as_field(value) for name, value in fields.items()})
         pipe.expire(key, REPORT_TTL_SECONDS)
         await pipe.execute()
 
 
-def _text(value: object) -> str:
+def _as_field(value: object) -> str:
+    """A report field as Redis stores it (datetimes in ISO 8601)."""
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 

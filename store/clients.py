@@ -81,13 +81,9 @@ def sync_client(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis
 
 
 def async_client(url: str, *, socket_timeout: float = 10.0) -> aioredis.Redis:
-    """An asyncio client."""
+    """An asyncio client. Always from the URL: one rebuilt from another client's host, port and password
+    drops what only the URL says (TLS and its certificates), as a job's once did."""
     return aioredis.Redis.from_url(url, socket_timeout=socket_timeout, **_resilient(AsyncRetry))
-
-
-def resilient_kwargs(*, asynchronous: bool) -> dict[str, Any]:
-    """The same options, for a client built from connection parameters rather than a URL."""
-    return _resilient(AsyncRetry if asynchronous else SyncRetry)
 
 
 def connect(url: str) -> redis.Redis:
