@@ -62,6 +62,8 @@ ACTION_JOBS = {
     "replan": ("jobs.settle.replan", SETTLE_QUEUE),
 }
 """What each action kind runs, and on which queue (its arguments: :func:`action_arguments`)."""
+DELIVER_JOB = "jobs.alert_delivery.deliver"
+"""The job that sends one state of one alert to its sinks (enqueued from the alert outbox)."""
 REPLAN_PENDING_SECONDS = 86400
 """How long a queued re-plan keeps later changes from queueing another (the job clears it when it starts)."""
 
@@ -150,7 +152,7 @@ def enqueue_alert_deliveries(connection: redis.Redis) -> int:
         dedup_key, seq, action = entry.rsplit("|", 2)
         kwargs = {"dedup_key": dedup_key, "seq": int(seq), "action": action}
         job_id = delivery_job_id(dedup_key, int(seq), action)
-        enqueued += enqueue_once(connection, ALERT_QUEUE, "jobs.alert_delivery.deliver", kwargs, job_id)
+        enqueued += enqueue_once(connection, ALERT_QUEUE, DELIVER_JOB, kwargs, job_id)
         connection.srem(keys.ALERT_OUTBOX, entry)
     return enqueued
 

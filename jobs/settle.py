@@ -203,7 +203,7 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
         plan = await _plan(ctx, deadline, due, report)
         if not plan.selected:
             return SettleOutcome.REFUSED
-        outcome = await _fund_and_settle(ctx, deadline, list(chunks(plan.selected)), report, settled)
+        outcome = await _fund_and_settle(ctx, deadline, plan, report, settled)
     except KillSwitchOn as kill:
         report["left"] = _left((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
         raise
@@ -255,17 +255,19 @@ async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], repo
 async def _fund_and_settle(
     ctx: JobContext,
     deadline: date,
-    batches: list[list[InstantFunding]],
+    plan: Plan,
     report: dict[str, Any],
     settled: set[str],
 ) -> SettleOutcome | None:
-    """Each batch: top SI up from RF by what it lacks, then settle it; None when every batch settled, else
-    how the round ends."""
+    """Each batch of the plan: top SI up from RF by what it lacks, then settle it; None when every batch
+    settled, else how the round ends."""
     settings = ctx.settings
+    batches = list(chunks(plan.selected))
+    si_cash = plan.si_cash  # read for the plan: the first batch needs no second read
     for n, batch in enumerate(batches):
-        # a completed settlement leaves SI at zero, its excess swept to FW (docs/broker-api.md "Settlements"): fund
-        # each batch
-        si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
+        if n:  # a completed settlement leaves SI at zero, its excess swept to FW (docs/broker-api.md
+            # "Settlements"): each later batch is funded against SI as it is now
+            si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
         top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
         if top_up > 0:
             funded = await _fund(ctx, deadline, top_up)

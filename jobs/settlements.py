@@ -33,27 +33,28 @@ IDENTITY_READS = 8
 """Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
 
 
-async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:
-    total = sum((t.remaining_payable for t in batch), Decimal(0))
+async def _batch_intent(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> Intent:
+    """The next settle intent of ``deadline`` (``settle-<deadline>-<seq>``), for what ``batch`` owes."""
     seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
     key = f"settle-{deadline}-{seq}"
-    intent = Intent(
-        key, "settle", deadline.isoformat(), f"{len(batch)} transfers due {deadline}", total, idempotency_key(key)
-    )
+    total = sum((t.remaining_payable for t in batch), Decimal(0))
+    return Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key))
+
+
+async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:
+    intent = await _batch_intent(ctx, deadline, batch, f"{len(batch)} transfers due {deadline}")
     await ctx.before_call()  # set while SI was being funded: killed, not a guardrail refusal
-    verdict = await ctx.guard.check("settle", total, day=deadline)
-    if await held_back(ctx, intent, verdict, f"settlement of {display(total)}", transfers=str(len(batch))):
+    verdict = await ctx.guard.check("settle", intent.amount, day=deadline)
+    if await held_back(ctx, intent, verdict, f"settlement of {display(intent.amount)}", transfers=str(len(batch))):
         return None
-    await ctx.ledger.remember_transfers(key, (str(t.id) for t in batch))
+    await ctx.ledger.remember_transfers(intent.key, (str(t.id) for t in batch))
     await ctx.ledger.save(intent, "settle_planned", transfers=len(batch))
     return await post_settlement(ctx, intent, batch)
 
 
 async def dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> None:
-    total = sum((t.remaining_payable for t in batch), Decimal(0))
-    seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
-    key = f"settle-{deadline}-{seq}"
-    intent = Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key), IntentStatus.DRY_RUN)
+    intent = await _batch_intent(ctx, deadline, batch, why)
+    intent.status = IntentStatus.DRY_RUN
     await ctx.ledger.save(intent, "settle_dry-run", transfers=len(batch))
     await count_movement(ctx.redis, intent, IntentStatus.DRY_RUN)
 

@@ -52,7 +52,8 @@ def redis_url(settings: Settings) -> Iterator[str]:
 def describe(url: str) -> str:
     """Where ``url`` points, for logs and errors: scheme, user, host, port and database, never the password."""
     parts = urlsplit(url)
-    db = next((value for name, value in parse_qsl(parts.query) if name == "db"), parts.path.lstrip("/") or "0")
+    path_db = "" if parts.scheme == "unix" else parts.path.lstrip("/")  # a socket's path is no database
+    db = next((value for name, value in parse_qsl(parts.query) if name == "db"), path_db or "0")
     if parts.scheme == "unix":
         return f"unix://{parts.path} db {db}"
     user = f"{parts.username}@" if parts.username else ""

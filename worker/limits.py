@@ -39,9 +39,6 @@ from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 
-READ_ERRORS = (SettlekeeperError,)
-"""What a Broker API read may raise: the error tree (an answer that does not fit its model included)."""
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -110,7 +107,7 @@ class LimitsMonitor:
                 usage = await read()
             except AuthenticationError:
                 raise  # not one part failing: the listener stops its term and retries slowly
-            except READ_ERRORS as exc:
+            except SettlekeeperError as exc:  # the tree: a body that does not fit its model included
                 failed.append(self._part_failed(name, exc))
                 continue
             changes += await self._alert(usage, system_date)
@@ -120,7 +117,7 @@ class LimitsMonitor:
             await self._firm_cash()
         except AuthenticationError:
             raise
-        except READ_ERRORS as exc:
+        except SettlekeeperError as exc:
             failed.append(self._part_failed("firm_cash", exc))
         await self._due(system_date)
         self.metrics.time_to_cutoff.set((self._next_cutoff(now) - now).total_seconds())

@@ -26,7 +26,8 @@ from funding.alerts import Alert, Severity
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
 from funding.outcomes import RETRIED_BY_THE_GUARD, SettleOutcome
 from jobs.registry import (
-    SETTLE_QUEUE,
+    DELIVER_JOB,
+    PHASE_JOBS,
     enqueue_alert_deliveries,
     enqueue_once,
     enqueue_phase,
@@ -36,7 +37,7 @@ from jobs.registry import (
 from jobs.reports import useful_until
 from store import keys
 from store.alert_state import move_sync
-from store.codec import text, texts
+from store.codec import text, text_map, texts
 
 log = structlog.get_logger(__name__)
 
@@ -266,7 +267,7 @@ class Scheduler:
         waiting = any(
             _job_pending(self.rq, job_id) for job_id in (f"phase-settle-{today}", text(guard_job) if guard_job else "")
         )
-        last = LastRun.from_hash({text(k): text(v) for k, v in run.items()})
+        last = LastRun.from_hash(text_map(run))
         reason = guard_reason(
             now,
             time_module.time(),
@@ -282,9 +283,8 @@ class Scheduler:
             return None
         job_id = f"settle-guard-{today}-{self.rq.incr(keys.settle_guard_seq(today))}"
         self.rq.expire(keys.settle_guard_seq(today), MARKER_SECONDS)
-        if enqueue_once(
-            self.rq, SETTLE_QUEUE, "jobs.settle.run_phase", {"phase": "guard", "deadline": today.isoformat()}, job_id
-        ):
+        func, queue_name = PHASE_JOBS["settle"]  # the settle phase's job, run as phase "guard"
+        if enqueue_once(self.rq, queue_name, func, {"phase": "guard", "deadline": today.isoformat()}, job_id):
             self.rq.set(keys.settle_guard(today), job_id, ex=MARKER_SECONDS)
             log.warning("settle_guard_started", reason=reason, deadline=today.isoformat(), job_id=job_id)
             return job_id
@@ -297,7 +297,7 @@ class Scheduler:
         paged = texts(self.rq.smembers(keys.FAILED_JOBS_PAGED))
         for job_id in failed - paged:  # each tick fetches only jobs it has not seen fail before
             func = job_function(self.rq, job_id)
-            if func == "jobs.alert_delivery.deliver":  # a page about a page that cannot be sent would only loop
+            if func == DELIVER_JOB:  # a page about a page that cannot be sent would only loop
                 continue
             alert = Alert(
                 "job_failed",

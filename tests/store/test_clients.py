@@ -9,7 +9,7 @@ import redis
 
 from config.settings import load_settings
 from funding.errors import RedisUnavailableError, RetryableError
-from store.clients import connect, redis_url
+from store.clients import connect, describe, redis_url
 
 PASSWORD = "".join(("pw", "-9f3K", "-never-logged"))
 
@@ -60,3 +60,18 @@ def test_connect_returns_a_working_client(redis_client: redis.Redis) -> None:
     """connect() on the session's Redis returns a client that already answered PING."""
     assert redis_client.ping() is True
     assert redis_client.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"rediss://settlekeeper:{PASSWORD}@cache.internal:6380/2", "rediss://settlekeeper@cache.internal:6380/2"),
+        (f"redis://:{PASSWORD}@10.0.0.7", "redis://10.0.0.7:6379/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock db 0"),
+        ("unix:///run/redis.sock?db=3", "unix:///run/redis.sock db 3"),
+    ],
+)
+def test_describe_says_where_without_the_password(url: str, shown: str) -> None:
+    """describe() names scheme, user, host, port and db for logs (a socket's path is not its db), never the
+    password."""
+    assert describe(url) == shown
