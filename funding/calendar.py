@@ -165,6 +165,15 @@ class TradingCalendar:
             return at_et(day, MARKET_OPEN)
         return at_et(self.next_trading_day(day), MARKET_OPEN)
 
+    def previous_close(self, moment: datetime) -> datetime:
+        """The last regular-session close strictly before ``moment``."""
+        local = to_et(moment)
+        day = local.date()
+        if self.is_trading_day(day) and local.time() >= self.session(day).close:
+            return at_et(day, self.session(day).close)
+        earlier = self.previous_trading_day(day)
+        return at_et(earlier, self.session(earlier).close)
+
     def next_close(self, moment: datetime) -> datetime:
         """The next regular-session close at or after ``moment``."""
         local = to_et(moment)

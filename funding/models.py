@@ -132,13 +132,19 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+def _unset_instant(value: Any) -> Any:
+    """Go's zero time (``0001-01-01T00:00:00Z``), which a required date-time carries until it happens, is None."""
+    return None if isinstance(value, str) and value.startswith("0001-01-01") else value
+
+
 class Interest(WireModel):
     id: UUID
     date: date
     amount: Amount
     status: IFStatus
     created_at: datetime
-    reconciled_at: datetime | None = None
+    reconciled_at: Annotated[datetime | None, BeforeValidator(_unset_instant)] = None
+    """Required by the document; Go's zero time until the interest is reconciled (read as None)."""
 
 
 class IFFee(WireModel):

@@ -10,7 +10,7 @@ from aiohttp import web
 from funding.calendar import to_et
 from funding.errors import MalformedDataError
 from funding.models import IFStatus
-from funding.money import ZERO, dumps_decimal_numbers, parse_money, wire
+from funding.money import ZERO, parse_money, wire
 from sandbox import wire as render
 from sandbox.faults import tamper_jit_report
 from sandbox.http import engine, fingerprint, idempotency_key, read_json, runtime
@@ -89,8 +89,9 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_trade_account(request: web.Request) -> web.Response:
-    account = engine(request).books.account_by_id(request.match_info["account_id"])
-    return web.json_response(render.trade_account(account))
+    eng = engine(request)
+    account = eng.books.account_by_id(request.match_info["account_id"])
+    return web.json_response(render.trade_account(account, eng.calendar.previous_close(eng.now)))
 
 
 # ---------------------------------------------------------------------- instant funding
@@ -257,7 +258,7 @@ async def create_batch_journal(request: web.Request) -> web.Response:
     eng = engine(request)
     body = await read_json(request)
     journals = eng.journals.create_batch(body, idempotency_key(request), fingerprint(body))
-    return web.json_response([render.journal(j) for j in journals])
+    return web.json_response([render.journal(j, batch=True) for j in journals])
 
 
 async def list_journals(request: web.Request) -> web.Response:
@@ -334,8 +335,7 @@ async def jit_balances(request: web.Request) -> web.Response:
         raise SandboxError(400, "start_date and end_date are required")
     start = parse_date(q["start_date"], "start_date")
     end = parse_date(q["end_date"], "end_date")
-    balances = engine(request).jit.balances(request.match_info["ledger_id"], start, end)
-    return web.Response(text=dumps_decimal_numbers(balances), content_type="application/json")
+    return web.json_response(engine(request).jit.balances(request.match_info["ledger_id"], start, end))
 
 
 def add_routes(app: web.Application) -> None:

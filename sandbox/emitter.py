@@ -81,7 +81,6 @@ class Emitter:
                 "settle_date": settle_date.isoformat(),
                 "net_amount": net_amount,
                 "qty": qty if qty is not None else Decimal(0),
-                "price": "",
                 "per_share_amount": None,
                 "entry_type": activity_type,
                 "symbol": symbol or "",

@@ -228,14 +228,10 @@ class JitDesk:
             raise SandboxError(422, f"report_type {report_type} is not available in the sandbox (PDF reports)")
         return buffer.getvalue()
 
-    def ledgers(self) -> dict[str, list[dict[str, str]]]:
+    def ledgers(self) -> list[dict[str, str]]:
+        """An array, as Alpaca's document gives it (the seed's sample was an object keyed by asset class)."""
         created = str(int(self.created_at.timestamp()))
-        return {
-            "common_stock": [
-                {"id": lid, "ledger_name": name, "status": "active", "created_at": created} for lid, name, _ in LEDGERS
-            ],
-            "crypto": [],
-        }
+        return [{"id": lid, "ledger_name": name, "status": "active", "created_at": created} for lid, name, _ in LEDGERS]
 
     def balances(self, ledger_id: str, start: date, end: date) -> dict[str, Any]:
         """The receivables ledger books each day's net due to Alpaca; the others stay empty."""
@@ -275,7 +271,7 @@ class JitDesk:
             "ledger_no": number,
             "ledger_name": name,
             "transactions": transactions,
-            "starting_balance": quantize(starting),  # JSON numbers in Alpaca's sample (seed 001)
-            "ending_balance": quantize(ending),
-            "activity_amount": len(transactions),
+            "starting_balance": wire(starting),  # decimal strings, as the document gives them (seed 001: numbers)
+            "ending_balance": wire(ending),
+            "activity_amount": str(len(transactions)),
         }

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from funding.calendar import ET, TradingSession
+from funding.calendar import ET, TradingSession, to_et
 from funding.money import ZERO, wire
 from sandbox.state import Account, AccountKind, Journal, Settlement, Transfer
+
+UNSET = "0001-01-01T00:00:00Z"
+"""Go's zero time: what a required date-time carries before it happens (an unreconciled interest)."""
 
 
 def et_iso(moment: datetime) -> str:
@@ -34,7 +37,7 @@ def transfer(t: Transfer) -> dict[str, Any]:
                 "amount": wire(i.amount),
                 "status": "COMPLETED" if t.status.value == "COMPLETED" else "EXECUTED",
                 "created_at": et_iso(i.created_at),
-                "reconciled_at": et_iso(t.updated_at) if t.status.value == "COMPLETED" and t.updated_at else None,
+                "reconciled_at": et_iso(t.updated_at) if t.status.value == "COMPLETED" and t.updated_at else UNSET,
             }
             for i in t.interests
         ],
@@ -61,7 +64,8 @@ def settlement(s: Settlement) -> dict[str, Any]:
     return body
 
 
-def journal(j: Journal) -> dict[str, Any]:
+def journal(j: Journal, *, batch: bool = False) -> dict[str, Any]:
+    """A Journal; in a batch answer every entry carries ``error_message`` ("" when it was booked)."""
     body: dict[str, Any] = {
         "id": j.id,
         "entry_type": j.entry_type,
@@ -79,8 +83,8 @@ def journal(j: Journal) -> dict[str, Any]:
         "created_at": et_iso(j.created_at),
         **j.transmitter,
     }
-    if j.error_message is not None:
-        body["error_message"] = j.error_message
+    if batch or j.error_message is not None:
+        body["error_message"] = j.error_message or ""
     return body
 
 
@@ -107,8 +111,11 @@ def account(a: Account, *, full: bool = False) -> dict[str, Any]:
         body["identity"] = {
             "given_name": a.given_name,
             "family_name": a.family_name,
+            "date_of_birth": "1990-01-01",
+            "tax_id_type": "USA_SSN",
             "country_of_citizenship": "USA",
             "country_of_tax_residence": "USA",
+            "funding_source": ["employment_income"],
         }
     return body
 
@@ -118,42 +125,60 @@ def equity(a: Account) -> Any:
     return a.cash + a.long_market_value - a.memoposts
 
 
-def trade_account(a: Account) -> dict[str, Any]:
-    buying_power = max(a.cash, ZERO)
+def trade_account(a: Account, last_close: datetime) -> dict[str, Any]:
+    """A TradeAccount; the ``last_*`` snapshot is the balance now (the sandbox keeps no end-of-day history)."""
+    buying_power = wire(max(a.cash, ZERO))
+    zero, value = wire(ZERO), wire(equity(a))
     return {
         "id": a.id,
         "account_number": a.number,
         "status": "ACTIVE",
         "crypto_status": "INACTIVE",
         "currency": "USD",
+        "admin_configurations": {},
         "cash": wire(a.cash),
-        "buying_power": wire(buying_power),
-        "regt_buying_power": wire(buying_power),
-        "daytrading_buying_power": wire(ZERO),
-        "effective_buying_power": wire(buying_power),
-        "non_marginable_buying_power": wire(buying_power),
+        "buying_power": buying_power,
+        "regt_buying_power": buying_power,
+        "daytrading_buying_power": zero,
+        "effective_buying_power": buying_power,
+        "non_marginable_buying_power": buying_power,
         "memoposts": wire(a.memoposts),
         "cash_withdrawable": wire(a.transferable),
         "cash_transferable": wire(a.transferable),
-        "pending_transfer_out": wire(ZERO),
-        "pending_transfer_in": wire(ZERO),
-        "intraday_adjustments": wire(ZERO),
-        "accrued_fees": wire(ZERO),
+        "pending_transfer_out": zero,
+        "pending_transfer_in": zero,
+        "intraday_adjustments": zero,
+        "accrued_fees": zero,
         "long_market_value": wire(a.long_market_value),
-        "short_market_value": wire(ZERO),
+        "short_market_value": zero,
         "position_market_value": wire(a.long_market_value),
-        "equity": wire(equity(a)),
-        "last_equity": wire(equity(a)),
-        "portfolio_value": wire(equity(a)),
-        "initial_margin": wire(ZERO),
-        "maintenance_margin": wire(ZERO),
+        "equity": value,
+        "last_equity": value,
+        "portfolio_value": value,
+        "initial_margin": zero,
+        "maintenance_margin": zero,
+        "sma": zero,
         "multiplier": "1",
+        "daytrade_count": 0,
         "trading_blocked": False,
         "transfers_blocked": False,
         "account_blocked": False,
         "trade_suspended_by_user": False,
         "shorting_enabled": False,
+        "pattern_day_trader": False,
         "created_at": et_iso(a.created_at),
+        "balance_asof": to_et(last_close).date().isoformat(),
+        "previous_close": et_iso(last_close),
+        "last_cash": wire(a.cash),
+        "last_buying_power": buying_power,
+        "last_regt_buying_power": buying_power,
+        "last_daytrading_buying_power": zero,
+        "last_daytrade_count": 0,
+        "last_long_market_value": wire(a.long_market_value),
+        "last_short_market_value": zero,
+        "last_initial_margin": zero,
+        "last_maintenance_margin": zero,
+        "clearing_broker": "VELOX",
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 from pydantic import ValidationError
@@ -14,6 +16,7 @@ from funding.models import (
     ActivityEvent,
     IFStatus,
     InstantFunding,
+    Interest,
     Journal,
     JournalStatus,
     JournalStatusEvent,
@@ -225,3 +228,16 @@ def test_transfers_share_equal_values_and_stay_independent() -> None:
     assert "note" in changed.model_fields_set
     assert Decimal("20.10").as_tuple() == first.amount.as_tuple()
     assert InstantFunding.model_validate(transfer_body(amount="20.1")).amount.as_tuple() == Decimal("20.1").as_tuple()
+
+
+def test_go_zero_time_reads_as_not_yet() -> None:
+    """An unreconciled interest's required reconciled_at (Go's zero time) parses as None; a real one is kept."""
+    base = {"id": str(UUID(int=1)), "date": "2026-11-24", "amount": "0.10", "status": "EXECUTED"}
+    unset = Interest.model_validate(
+        {**base, "created_at": "2026-11-24T13:00:00Z", "reconciled_at": "0001-01-01T00:00:00Z"}
+    )
+    done = Interest.model_validate(
+        {**base, "created_at": "2026-11-24T13:00:00Z", "reconciled_at": "2026-11-25T09:00:00Z"}
+    )
+    assert unset.reconciled_at is None
+    assert done.reconciled_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -202,13 +202,11 @@ async def test_buys_halt_at_the_daily_net_limit_and_reset_at_8pm(make_sandbox: S
     assert (await trade(sandbox, "buy", "6", "10.00"))[0] == 200
 
 
-async def test_ledgers_are_keyed_by_asset_class(sandbox: Sandbox) -> None:
-    """GET /v1/transfers/jit/ledgers is {common_stock: [...4 ledgers...], crypto: []} with unix created_at."""
+async def test_ledgers_are_an_array(sandbox: Sandbox) -> None:
+    """GET /v1/transfers/jit/ledgers is an array of the 4 ledgers (the document's shape) with unix created_at."""
     ledgers = await sandbox.ok("GET", "/v1/transfers/jit/ledgers")
-    assert set(ledgers) == {"common_stock", "crypto"}
-    assert ledgers["crypto"] == []
-    assert {row["id"]: row["ledger_name"] for row in ledgers["common_stock"]} == LEDGER_IDS
-    for row in ledgers["common_stock"]:
+    assert {row["id"]: row["ledger_name"] for row in ledgers} == LEDGER_IDS
+    for row in ledgers:
         assert row["status"] == "active"
         assert row["created_at"] == str(int(MONDAY_10AM.timestamp()))
 
@@ -227,27 +225,19 @@ async def test_receivables_balances_book_each_days_net_due(make_sandbox: Sandbox
         (MONDAY.isoformat(), "100.00", "100.00"),
         (TUESDAY.isoformat(), "30.00", "130.00"),
     ]
-    assert (both["starting_balance"], both["ending_balance"], both["activity_amount"]) == (0, 130, 2)
+    assert (both["starting_balance"], both["ending_balance"], both["activity_amount"]) == ("0.00", "130.00", "2")
     params = {"start_date": TUESDAY.isoformat(), "end_date": TUESDAY.isoformat()}
     tuesday = await sandbox.ok("GET", f"/v1/transfers/jit/{RECEIVABLES}/balances", params=params)
-    assert (tuesday["starting_balance"], tuesday["ending_balance"], tuesday["activity_amount"]) == (100, 130, 1)
+    assert (tuesday["starting_balance"], tuesday["ending_balance"], tuesday["activity_amount"]) == (
+        "100.00",
+        "130.00",
+        "1",
+    )
     for row in tuesday["transactions"]:
         assert set(row) == {
             "account_id", "account_no", "account_name", "system_date", "entry_type", "description",
             "contra_account_name", "amount", "balance",
         }  # fmt: skip
-
-
-async def test_balances_types_follow_the_seed(make_sandbox: SandboxFactory) -> None:
-    """starting_balance/ending_balance/activity_amount are JSON numbers (seed sample), amounts exact."""
-    sandbox = await jit_sandbox(make_sandbox)
-    await trade(sandbox, "buy", "3", "10.07")
-    params = {"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat()}
-    async with sandbox.http.get(f"{sandbox.base_url}/v1/transfers/jit/{RECEIVABLES}/balances", params=params) as resp:
-        text = await resp.text()
-    assert resp.status == 200
-    assert '"ending_balance": 30.21' in text or '"ending_balance":30.21' in text
-    assert '"activity_amount": 1' in text or '"activity_amount":1' in text
 
 
 async def test_other_ledgers_have_no_transactions(make_sandbox: SandboxFactory) -> None:
@@ -256,7 +246,7 @@ async def test_other_ledgers_have_no_transactions(make_sandbox: SandboxFactory) 
     await trade(sandbox, "buy", "1", "10.00")
     params = {"start_date": MONDAY.isoformat(), "end_date": MONDAY.isoformat()}
     other = await sandbox.ok("GET", "/v1/transfers/jit/2896b9e2-3198-44cd-a08e-4cc4079aee33/balances", params=params)
-    assert (other["transactions"], other["activity_amount"]) == ([], 0)
+    assert (other["transactions"], other["activity_amount"]) == ([], "0")
     status, _ = await sandbox.call(
         "GET", "/v1/transfers/jit/00000000-0000-0000-0000-000000000000/balances", params=params
     )

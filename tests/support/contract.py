@@ -1,0 +1,185 @@
+"""Alpaca's published Broker API document as a validator: the schema of every answer and SSE event, as the
+document gives it (contract/alpaca-broker-openapi.yaml, a verbatim copy), never a hand-copied schema."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "contract" / "alpaca-broker-openapi.yaml"
+SHARED_COPY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "alpaca-broker-openapi.yaml"
+_URI = "urn:alpaca-broker-openapi"
+_NULL = {"type": "null"}
+_EXAMPLES = {"example", "examples", "x-examples"}
+_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+FORMATS = FormatChecker()
+
+
+@FORMATS.checks("ulid")
+def _is_ulid(value: object) -> bool:
+    return not isinstance(value, str) or bool(_ULID.match(value))
+
+
+@FORMATS.checks("decimal", raises=InvalidOperation)
+def _is_decimal(value: object) -> bool:
+    return not isinstance(value, str) or Decimal(value).is_finite()
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document, parsed once per test session."""
+    with DOCUMENT.open("rb") as handle:
+        loaded: dict[str, Any] = yaml.load(handle, Loader=yaml.CSafeLoader)
+    return loaded
+
+
+def _as_validated(node: Any) -> Any:
+    """The document as OpenAPI reads it, in JSON Schema terms: every optional property also allows null (Alpaca's
+    own payloads send nulls), and a discriminator picks its one branch (JSON Schema's oneOf alone would refuse
+    a JNLC journal, which the JNLS branch also admits)."""
+    if isinstance(node, list):
+        return [_as_validated(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: value if key in _EXAMPLES else _as_validated(value) for key, value in node.items()}
+    properties = out.get("properties")
+    if isinstance(properties, dict):
+        required = set(out.get("required", []))
+        out["properties"] = {
+            name: schema if name in required else {"anyOf": [_NULL, schema]} for name, schema in properties.items()
+        }
+    discriminator = out.pop("discriminator", None)
+    if isinstance(discriminator, dict) and discriminator.get("mapping"):
+        name, mapping = discriminator["propertyName"], discriminator["mapping"]
+        branches = [
+            {"if": {"properties": {name: {"const": value}}, "required": [name]}, "then": {"$ref": target}}
+            for value, target in mapping.items()
+        ]
+        picked = {"properties": {name: {"enum": list(mapping)}}, "required": [name], "allOf": branches}
+        for holder in [out, *out.get("allOf", [])]:
+            if isinstance(holder, dict) and "oneOf" in holder:
+                holder.pop("oneOf")
+                holder.update(picked)
+                break
+    return out
+
+
+@functools.cache
+def _registry() -> Registry[Any]:
+    resource = Resource(contents=_as_validated(document()), specification=DRAFT202012)
+    return Registry().with_resource(_URI, resource)
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("^" + "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts) + "$")
+
+
+@functools.cache
+def _templates() -> list[tuple[str, re.Pattern[str]]]:
+    """The document's paths, literal ones first so /v1/journals/batch never matches /v1/journals/{id}."""
+    paths = sorted(document()["paths"], key=lambda p: (p.count("{"), -len(p)))
+    return [(path, _template_regex(path)) for path in paths]
+
+
+def operation_path(path: str) -> str:
+    """The document's path template that a concrete request path falls under."""
+    for template, pattern in _templates():
+        if pattern.match(path):
+            return template
+    raise KeyError(f"{path} is not an endpoint of the document")
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+ERROR = "#/components/schemas/Error"
+"""The document's one error object; the schema of a refusal whose status the operation does not describe."""
+
+
+def response_pointer(method: str, template: str, status: int) -> str:
+    """The JSON pointer to the schema of one answer; an SSE stream's pointer is the schema of its items."""
+    responses = document()["paths"][template][method.lower()]["responses"]
+    key = next((k for k in (str(status), f"{str(status)[0]}XX", "default") if k in responses), None)
+    if key is None:
+        if status < 400:
+            raise KeyError(f"{method} {template} does not document a {status} answer")
+        return ERROR
+    response = responses[key]
+    base = ["paths", template, method.lower(), "responses", key]
+    if "$ref" in response:
+        base = response["$ref"].removeprefix("#/").split("/")
+        response = document()["components"]["responses"][base[-1]]
+    if "content" not in response:
+        return ERROR
+    media, content = next(iter(response["content"].items()))
+    schema = content["schema"]
+    suffix = ["items"] if media == "text/event-stream" and schema.get("type") == "array" else []
+    return "#/" + _pointer(*base, "content", media, "schema", *suffix)
+
+
+def schema_at(pointer: str) -> dict[str, Any]:
+    return {"$ref": _URI + pointer}
+
+
+def errors(instance: Any, pointer: str) -> list[str]:
+    """Every way the instance breaks the schema at the pointer, one readable line each."""
+    validator = Draft202012Validator(schema_at(pointer), registry=_registry(), format_checker=FORMATS)
+    found: list[ValidationError] = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [_describe(error) for error in found]
+
+
+def _describe(error: ValidationError) -> str:
+    """The most specific reason, looking past the null branch the tolerance wrapper adds."""
+    while error.context:
+        context = error.context
+        if error.validator == "anyOf" and error.validator_value[0] == _NULL:
+            context = [e for e in context if e.relative_schema_path[0] != 0]
+        deepest = best_match(context)
+        if deepest is None:
+            break
+        error = deepest
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:300]}"
+
+
+_KIND_FIELDS = ("activity_type", "status_to", "entry_type")
+
+
+@dataclass
+class Coverage:
+    """What a conformance run checked: answers per endpoint and events per stream, with every violation."""
+
+    endpoints: dict[tuple[str, str], int] = field(default_factory=dict)
+    events: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(stream path, event kind: activity type, journal status reached, NTA entry type) → events checked."""
+    violations: list[str] = field(default_factory=list)
+
+    def answer(self, method: str, path: str, status: int, body: Any) -> None:
+        template = operation_path(path.split("?")[0])
+        self.endpoints[(method, template)] = self.endpoints.get((method, template), 0) + 1
+        if status == 204:
+            return  # no content: nothing to validate
+        pointer = response_pointer(method, template, status)
+        for problem in errors(body, pointer):
+            self.violations.append(f"{method} {template} {status}: {problem}")
+
+    def event(self, stream_path: str, event: Any) -> None:
+        pointer = response_pointer("GET", stream_path, 200)
+        kind = next((str(event[k]) for k in _KIND_FIELDS if isinstance(event, dict) and k in event), "?")
+        self.events[(stream_path, kind)] = self.events.get((stream_path, kind), 0) + 1
+        self.endpoints[("GET", stream_path)] = self.endpoints.get(("GET", stream_path), 0) + 1
+        for problem in errors(event, pointer):
+            self.violations.append(f"event {stream_path}: {problem}")
