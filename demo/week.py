@@ -305,7 +305,9 @@ class Driver:
                 trade = await self.sandbox.call("POST", "/sandbox/trades", body)
                 say("customer", f"{customer(n)} buys {qty} {symbol} for {money(-Decimal(trade['net_amt']))}")
             case WireIn(account_no, amount, why):
-                await self.sandbox.call("POST", "/sandbox/wires", {"account_no": account_no, "amount": amount})
+                await self.sandbox.call(
+                    "POST", "/sandbox/wires", {"account_no": account_no, "amount": amount, "immediate": True}
+                )
                 say("treasury", f"{why}: {money(amount)} into {account_no}")
             case PartnerSettles(customers, deadline):
                 await self._partner_settles(customers, deadline)
@@ -334,7 +336,7 @@ class Driver:
         if not due:
             raise DemoError(f"no unsettled transfers of {sorted(wanted)} are due {deadline}")
         total = sum((Decimal(t["remaining_payable"]) for t in due), Decimal(0))
-        await self.sandbox.call("POST", "/sandbox/wires", {"account_no": SI, "amount": str(total)})
+        await self.sandbox.call("POST", "/sandbox/wires", {"account_no": SI, "amount": str(total), "immediate": True})
         settlement = await self.sandbox.call(
             "POST",
             "/v1/instant_funding/settlements",

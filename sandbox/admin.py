@@ -52,10 +52,12 @@ async def post_clock(request: web.Request) -> web.Response:
 
 
 async def wires(request: web.Request) -> web.Response:
+    """``{"account_no", "amount", "immediate"?}``: booked 08:00–08:30 ET of a banking day unless ``immediate``."""
     eng = engine(request)
     body = await read_json(request)
-    eng.wire_in(str(body.get("account_no", "")), amount_of(body))
-    return web.json_response(render.sandbox_account(eng.books.account(str(body["account_no"]))))
+    credited_at = eng.wire_in(str(body.get("account_no", "")), amount_of(body), immediate=body.get("immediate") is True)
+    account = render.sandbox_account(eng.books.account(str(body["account_no"])))
+    return web.json_response({**account, "wire_credited_at": render.et_iso(credited_at)})
 
 
 async def trades(request: web.Request) -> web.Response:

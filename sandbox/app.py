@@ -15,7 +15,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from funding.calendar import TradingCalendar
-from sandbox import admin, api, event_streams
+from sandbox import admin, api, event_streams, markets
 from sandbox.clock_control import SandboxClock
 from sandbox.engine import Engine
 from sandbox.http import RATE_HEADERS, RUNTIME, Runtime, error_response, runtime
@@ -116,6 +116,7 @@ def create_app(
         heartbeat_seconds=settings.sandbox_heartbeat_seconds,
     )
     api.add_routes(app)
+    markets.add_routes(app)
     event_streams.add_routes(app)
     admin.add_routes(app)
     app.cleanup_ctx.append(_ticker)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
+from funding.banking import BankingCalendar
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
 from funding.models import IFStatus, SettlementStatus
 from funding.money import ZERO, has_at_most_cents, late_interest, wire
@@ -85,6 +86,7 @@ class Engine:
         self.jit = JitDesk(self)
         self._timers: list[_Timer] = []
         self._timer_seq = 0
+        self.banking = BankingCalendar()
 
     # ------------------------------------------------------------------ timeline
 
@@ -530,11 +532,20 @@ class Engine:
 
     # ------------------------------------------------------------------ admin money
 
-    def wire_in(self, account_no: str, amount: Decimal) -> None:
-        """``POST /sandbox/wires``: an incoming bank wire credits the account (a CSD activity)."""
+    def wire_in(self, account_no: str, amount: Decimal, *, immediate: bool = False) -> datetime:
+        """``POST /sandbox/wires``: an incoming bank wire, booked (a CSD activity) in the 08:00–08:30 ET window of
+        a banking day, or at once when ``immediate``; returns when it is (or was) credited."""
         if amount <= 0 or not has_at_most_cents(amount):
             raise SandboxError(422, "amount must be a positive amount with at most 2 decimals")
         account = self.books.account(account_no)
+        if immediate:
+            self._credit_wire(account, amount)
+            return self.now
+        booked_at = self.banking.wire_booked_at(self.now)  # wires booked at one instant keep the order sent
+        self.schedule(booked_at, lambda: self._credit_wire(account, amount))
+        return booked_at
+
+    def _credit_wire(self, account: Account, amount: Decimal) -> None:
         self.books.post(self.now, account, "cash", amount, "incoming wire", "wire", "external bank")
         self.emit.activity(
             self.now,

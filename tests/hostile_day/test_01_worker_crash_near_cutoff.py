@@ -163,7 +163,7 @@ async def test_item_1_worker_killed_in_the_1230_retry_is_replaced_and_settles_be
         return (await asyncio.to_thread(run_record, day.redis)).get("outcome") == "refused"
 
     await until(refused_at_noon, 30, "the 12:00 run found RF empty")
-    await day.sandbox.ok("POST", "/sandbox/wires", {"account_no": "7536050RF", "amount": "10000.00"})
+    await day.sandbox.wire("7536050RF", "10000.00")
     await kill_in_the_run_of(day, processes, worker, time(12, 30))
 
 

@@ -118,7 +118,7 @@ async def test_a_short_day_climbs_every_step_and_each_alert_resolves_when_its_co
     for kind in ("digest", "shortfall_projected", "unsettled_at_1230", "late_interest"):
         assert (state(redis_client, kind, day), actions(redis_client, kind)[-1][0]) == ("resolved", "resolve"), kind
 
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": RF, "amount": "5000.00"})  # the partner funds RF
+    await sandbox.wire(RF, "5000.00")  # the partner funds RF
     accounts = sorted(debits)
     for n, account in enumerate(accounts, 1):
         assert (await run_cover(redis_client, run_worker, account, day))["outcome"] == "covered"

@@ -103,7 +103,7 @@ async def test_si_holding_more_than_due_needs_no_journal_and_the_excess_is_swept
     created = await create_transfers(sandbox, amounts)
     deadline = created[0]["deadline"]
     wired = Decimal("500.00")
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": str(wired)})
+    await sandbox.wire(SI, str(wired))
     await sandbox.set_clock(et(deadline, 12))
     before = await reconciled(sandbox)
 
@@ -140,10 +140,10 @@ async def test_partner_settlement_done_before_the_run_is_left_alone_and_its_wire
     partners, rest = created[:2], created[2:]
     deadline = created[0]["deadline"]
     await sandbox.set_clock(et(deadline, 11))
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": str(total(r["amount"] for r in partners))})
+    await sandbox.wire(SI, str(total(r["amount"] for r in partners)))
     theirs = await partner_settles(sandbox, partners)
     extra = Decimal("60.00")  # wired after the partner's settlement completed, so nothing swept it away
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": str(extra)})
+    await sandbox.wire(SI, str(extra))
     await sandbox.set_clock(et(deadline, 12))
 
     report = await run_settle(redis_client, run_worker, deadline)
@@ -174,7 +174,7 @@ async def test_partner_settlement_still_pending_makes_the_job_wait_then_settle_t
     partners, rest = created[:1], created[1:]
     deadline = created[0]["deadline"]
     await sandbox.set_clock(et(deadline, 12))
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": partners[0]["amount"]})
+    await sandbox.wire(SI, partners[0]["amount"])
     theirs = await partner_settles(sandbox, partners)
 
     first = await run_settle(redis_client, run_worker, deadline)
@@ -224,7 +224,7 @@ async def test_partner_settlement_finishing_while_the_job_waits_is_not_funded_or
             polls.append([s.status.value for s in rows])
             if len(polls) == 1:  # the job has seen the partner's settlement in progress; now the wire lands
                 amount = str(total(r["amount"] for r in partners))
-                await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": amount})
+                await sandbox.wire(SI, amount)
             return rows
 
         monkeypatch.setattr(ctx.broker, "list_settlements", partner_wires_while_the_job_waits)

@@ -46,7 +46,7 @@ async def in_use(sb: Sandbox, account_no: str | None = None) -> Decimal:
 async def settle(sb: Sandbox, *transfer_ids: str) -> None:
     """Wire what is owed into SI, settle the transfers and let the settlement complete."""
     owed = sum([Decimal((await sb.ok("GET", f"/v1/instant_funding/{i}"))["amount"]) for i in transfer_ids])
-    await sb.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": str(owed)})
+    await sb.wire(SI, str(owed))
     body = {"transfers": [{"instant_transfer_id": i} for i in transfer_ids]}
     settlement = await sb.ok("POST", "/v1/instant_funding/settlements", body)
     await sb.advance(30)

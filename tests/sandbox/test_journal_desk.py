@@ -304,7 +304,7 @@ async def test_ledger_reconciles_with_balances_after_a_mixed_day(make_sandbox: S
     for account_no, price in ((C1, "10"), (C2, "15")):
         trade = {"account_no": account_no, "symbol": "AAPL", "side": "buy", "qty": "2", "price": price}
         await sandbox.ok("POST", "/sandbox/trades", trade)
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": FW, "amount": "12.34"})
+    await sandbox.wire(FW, "12.34")
     settlement = {"transfers": [{"instant_transfer_id": transfer["id"]}]}
     await sandbox.ok("POST", "/v1/instant_funding/settlements", settlement)
     await sandbox.advance(30)

@@ -57,10 +57,6 @@ async def settlement(sandbox: Sandbox, settlement_id: str) -> dict[str, Any]:
     return dict(await sandbox.ok("GET", f"{SETTLEMENTS}/{settlement_id}"))
 
 
-async def wire_in(sandbox: Sandbox, account_no: str, amount: str) -> None:
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": account_no, "amount": amount})
-
-
 async def journal_rf_to_si(sandbox: Sandbox, amount: str) -> None:
     body = {
         "from_account": await sandbox.account_id(RF),
@@ -72,7 +68,7 @@ async def journal_rf_to_si(sandbox: Sandbox, amount: str) -> None:
 
 
 async def fund_si(sandbox: Sandbox, how: str, amount: str) -> None:
-    await (wire_in(sandbox, SI, amount) if how == "wire" else journal_rf_to_si(sandbox, amount))
+    await (sandbox.wire(SI, amount) if how == "wire" else journal_rf_to_si(sandbox, amount))
 
 
 async def balances(sandbox: Sandbox) -> dict[str, tuple[Decimal, Decimal]]:
@@ -124,7 +120,7 @@ async def test_funded_settlement_completes_and_sweeps_excess(sandbox: Sandbox, h
 async def test_settlement_list_filters_by_statuses(sandbox: Sandbox) -> None:
     """GET settlements?statuses=A,B returns {"settlements": [...]} holding only those statuses."""
     first, second = await executed_transfers(sandbox, "40", "60")
-    await wire_in(sandbox, SI, "40")
+    await sandbox.wire(SI, "40")
     done = (await settle(sandbox, first))[1]["id"]
     await sandbox.advance(30)
     waiting = (await settle(sandbox, second))[1]["id"]
@@ -158,7 +154,7 @@ async def test_second_settlement_refused_while_one_is_in_progress(sandbox: Sandb
     assert (await settlement(sandbox, created["id"]))["status"] == "FAILED"
     status, after_failure = await settle(sandbox, second)
     assert (status, after_failure["status"]) == (200, "PENDING")
-    await wire_in(sandbox, SI, "60")
+    await sandbox.wire(SI, "60")
     await sandbox.advance(30)
     assert (await settlement(sandbox, after_failure["id"]))["status"] == "COMPLETED"
     assert (await settle(sandbox, third))[0] == 200
@@ -231,7 +227,7 @@ async def test_interest_booked_after_creation_fails_the_settlement(make_sandbox:
     interest = cents(str(amount * (fed + Decimal("0.08")) / 360))
     sandbox = await make_sandbox(fed_upper_bound=str(fed))
     (transfer_id,) = await executed_transfers(sandbox, str(amount))
-    await wire_in(sandbox, SI, str(amount))
+    await sandbox.wire(SI, str(amount))
     await sandbox.set_clock(DEADLINE_1259_50)
     _, created = await settle(sandbox, transfer_id)
     assert created["interest_amount"] == "0.00"
@@ -249,7 +245,7 @@ async def test_interest_booked_after_creation_fails_the_settlement(make_sandbox:
     assert (retry["total_amount"], retry["interest_amount"]) == (str(amount), str(interest))
     await sandbox.advance(30)
     assert (await settlement(sandbox, retry["id"]))["status"] == "AWAITING_ADDITIONAL_FUNDS"
-    await wire_in(sandbox, SI, str(interest))
+    await sandbox.wire(SI, str(interest))
     assert (await settlement(sandbox, retry["id"]))["status"] == "COMPLETED"
     assert await sandbox.cash(SI) == 0
     settled = await sandbox.ok("GET", f"/v1/instant_funding/{transfer_id}")
@@ -275,7 +271,7 @@ async def test_canceled_and_completed_transfers_cannot_be_settled(sandbox: Sandb
     """A CANCELED or COMPLETED transfer in the list makes the request 422, naming the transfer."""
     canceled, completed = await executed_transfers(sandbox, "40", "60")
     assert (await sandbox.call("DELETE", f"/v1/instant_funding/{canceled}"))[0] == 204
-    await wire_in(sandbox, SI, "60")
+    await sandbox.wire(SI, "60")
     await settle(sandbox, completed)
     await sandbox.advance(30)
     assert (await sandbox.ok("GET", f"/v1/instant_funding/{completed}"))["status"] == "COMPLETED"

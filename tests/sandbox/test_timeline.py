@@ -331,7 +331,7 @@ async def test_ledger_reconciles_with_every_account_balance(make_sandbox: Sandbo
     await sb.create_transfer("8100000004", "30.00")
     await sb.advance(1)
     await sb.ok("DELETE", f"/v1/instant_funding/{dropped['id']}")
-    await sb.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": "350.00"})
+    await sb.wire(SI, "350.00")
     await sb.ok("POST", "/v1/instant_funding/settlements", {"transfers": [{"instant_transfer_id": settled["id"]}]})
     journal = {
         "from_account": await sb.account_id(RF),
@@ -340,7 +340,7 @@ async def test_ledger_reconciles_with_every_account_balance(make_sandbox: Sandbo
         "amount": "75.25",
     }
     await sb.ok("POST", "/v1/journals", journal)
-    await sb.ok("POST", "/sandbox/wires", {"account_no": "8100000006", "amount": "12.34"})
+    await sb.wire("8100000006", "12.34")
     await sb.set_clock(et(date(2026, 11, 30), 12))
     sums: defaultdict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for entry in (await sb.ok("GET", "/sandbox/ledger"))["entries"]:

@@ -174,7 +174,7 @@ async def test_reports_match_the_examples(sandbox: Sandbox, report_type: str) ->
 async def test_settlement_created_and_completed_match_the_examples(sandbox: Sandbox) -> None:
     """A settlement is PENDING at creation and COMPLETED with completed_at, both shaped like Alpaca's."""
     transfer = await executed_transfer(sandbox, "20")
-    await sandbox.ok("POST", "/sandbox/wires", {"account_no": SI, "amount": "20.00"})
+    await sandbox.wire(SI, "20.00")
     body = {"transfers": [{"instant_transfer_id": transfer["id"], "transmitter_info": {}}]}
     created = await sandbox.ok("POST", "/v1/instant_funding/settlements", body)
     assert created["status"] == "PENDING"

@@ -93,6 +93,12 @@ async def drive_rest(sandbox: Sandbox, coverage: Coverage) -> None:
 
     await r.call("GET", "/v1/calendar", params={"start": "2026-11-20", "end": "2026-12-31"})
     await r.call("GET", "/v1/clock")
+    for market in ("NYSE", "BMO"):
+        await r.call("GET", f"/v2/calendar/{market}", params={"start": "2026-10-01", "end": "2026-11-30"})
+        await r.call("GET", f"/v2/calendar/{market}", params={"timezone": "UTC"})
+    await r.call("GET", "/v2/calendar/NOPE", expect=400)
+    await r.call("GET", "/v2/clock")
+    await r.call("GET", "/v2/clock", params={"markets": "NYSE,BMO", "time": "2026-10-12T12:00:00-04:00"})
     await sandbox.ok("POST", "/sandbox/trades", {"account_no": customer_no, "side": "buy", "qty": "1", "price": "10"})
     day = MONDAY_10AM.date().isoformat()
     await sandbox.set_clock(MONDAY_10AM.replace(hour=23, minute=45))  # the day's JIT reports are out

@@ -58,6 +58,10 @@ class Sandbox:
     async def cash(self, account_no: str) -> Decimal:
         return Decimal((await self.trade_account(account_no))["cash"])
 
+    async def wire(self, account_no: str, amount: str) -> None:
+        """An incoming wire credited at once (a real one lands 08:00–08:30 ET of a banking day)."""
+        await self.ok("POST", "/sandbox/wires", {"account_no": account_no, "amount": amount, "immediate": True})
+
     async def create_transfer(self, account_no: str, amount: str, **headers: str) -> dict[str, Any]:
         body = {"account_no": account_no, "source_account_no": "7536050SI", "amount": amount}
         return dict(await self.ok("POST", "/v1/instant_funding", body, headers=headers))

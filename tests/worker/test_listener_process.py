@@ -211,7 +211,7 @@ async def test_sigkill_and_restart_mid_stream_converge_without_duplicates(
     async def settle() -> None:  # customers 1-20 are settled; 21-60 will be canceled at 8 PM
         chosen = [row for row in (await rest_view(sandbox, ids)).values() if int(row["account_no"][-2:]) <= 20]
         total = sum(Decimal(row["amount"]) for row in chosen)
-        await sandbox.ok("POST", "/sandbox/wires", {"account_no": "7536050SI", "amount": str(total)})
+        await sandbox.wire("7536050SI", str(total))
         body = {"transfers": [{"instant_transfer_id": row["id"]} for row in chosen]}
         await sandbox.ok("POST", "/v1/instant_funding/settlements", body)
         await sandbox.advance(31)
