@@ -219,7 +219,8 @@ class BrokerClient:
             params["deadline"] = deadline.isoformat()
 
         async def page_at(offset: int) -> list[Any]:
-            page = await self.request("GET", "/v1/instant_funding", params={**params, "offset": str(offset)})
+            # the document gives offset a minimum of 1: a first page names none (docs/broker-api.md "Paging")
+            page = await self.request("GET", "/v1/instant_funding", params={**params, **_offset(offset)})
             if not isinstance(page, list):
                 raise MalformedDataError("GET /v1/instant_funding did not return an array")
             return page
@@ -321,6 +322,10 @@ class BrokerClient:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""
         body = await self.request("GET", "/v1/clock")
         return datetime.fromisoformat(str(body["timestamp"]))
+
+
+def _offset(offset: int) -> dict[str, str]:
+    return {"offset": str(offset)} if offset else {}
 
 
 def parsed(model: type[M], body: Any, where: str) -> M:

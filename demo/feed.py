@@ -74,7 +74,8 @@ class SandboxClient:
     async def transfers(self, **params: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         while True:
-            page = await self.call("GET", "/v1/instant_funding", limit=str(PAGE), offset=str(len(rows)), **params)
+            paging = {"offset": str(len(rows))} if rows else {}  # the document's minimum offset is 1
+            page = await self.call("GET", "/v1/instant_funding", limit=str(PAGE), **paging, **params)
             rows.extend(page)
             if len(page) < PAGE:
                 return rows

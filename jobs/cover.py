@@ -23,7 +23,7 @@ from funding.money import ZERO, display, margin_interest, wire
 from funding.outcomes import CoverOutcome
 from jobs import ladder
 from jobs.job_metrics import cover_finished
-from jobs.runtime import JobContext, follow_journal, held_back, idempotency_key, run_job, send_journal
+from jobs.runtime import JobContext, follow_journal, held_back, run_job, send_journal
 from store import keys
 from store.audit import Intent, IntentStatus
 
@@ -116,7 +116,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         deadline.isoformat(),
         f"debit of {wire(debit)} after IF cancellation",
         amount,
-        idempotency_key(key),
+        ctx.idempotency_key(key),
         account_no=account_no,
     )
     verdict = await ctx.guard.check("cover", amount, day=deadline)

@@ -61,6 +61,10 @@ class JobContext:
     lock: Lock | None = None
     """The settle run's lock (its heartbeat renews it); a money call is only made while it is still ours."""
 
+    def idempotency_key(self, intent_key: str) -> str:
+        """The ``Idempotency-Key`` of this deployment's intent (:func:`idempotency_key`, scoped by its SI)."""
+        return idempotency_key(self.settings.si_account_no, intent_key)
+
     async def pause(self) -> None:
         """Wait one poll interval before looking again at something in progress."""
         await asyncio.sleep(self.settings.poll_seconds)
@@ -170,9 +174,11 @@ def run_job(
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0e1b8a-7c1c-4f0e-9d43-2d6f0c2b9e11")
 
 
-def idempotency_key(intent_key: str) -> str:
-    """A 36-character key derived from the intent (Alpaca is moving to a 36-character maximum)."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, intent_key))
+def idempotency_key(scope: str, intent_key: str) -> str:
+    """A 36-character key (Alpaca is moving to a 36-character maximum) derived from the intent and the deployment
+    it belongs to (``scope``: its SI account). Alpaca keeps keys per correspondent, so two settlekeepers of one
+    correspondent (one per SI account) must never derive the same key for their own ``fund-<day>-1``."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}/{intent_key}"))
 
 
 async def held_back(

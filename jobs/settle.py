@@ -38,7 +38,7 @@ from funding.outcomes import SettleOutcome
 from funding.planning import Plan, chunks, costs, debit_risk, make_plan
 from jobs import ladder
 from jobs.job_metrics import settle_finished
-from jobs.runtime import JobContext, follow_journal, held_back, idempotency_key, run_job, send_journal
+from jobs.runtime import JobContext, follow_journal, held_back, run_job, send_journal
 from jobs.settlements import dry_run_batch, find_settlement, follow_settlement, post_settlement, settle_batch
 from store import keys
 from store.audit import Intent, IntentStatus
@@ -352,15 +352,11 @@ async def _unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
 
 
 async def _wait_for_other_settlements(ctx: JobContext) -> None:
-    """Only one settlement per source may be in progress (docs/broker-api.md "Settlements"): wait for someone else's
-    to finish."""
+    """Only one settlement of the correspondent may be in progress, whatever its source account (docs/broker-api.md
+    "Settlements"): wait for another one to finish."""
     waited = 0.0
     while True:
-        busy = [
-            s
-            for s in await ctx.broker.list_settlements(["PENDING", "AWAITING_ADDITIONAL_FUNDS"])
-            if s.source_account_number in (None, ctx.settings.si_account_no)
-        ]
+        busy = await ctx.broker.list_settlements(["PENDING", "AWAITING_ADDITIONAL_FUNDS"])
         if not busy:
             return
         if waited >= ctx.settings.settlement_wait_seconds:
@@ -374,7 +370,7 @@ async def _fund(ctx: JobContext, deadline: date, amount: Decimal) -> IntentStatu
     a guardrail held it back, failed when Alpaca refused or rejected it."""
     seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
     key = f"fund-{deadline}-{seq}"
-    intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, idempotency_key(key))
+    intent = Intent(key, "fund", deadline.isoformat(), "SI lacks what is due", amount, ctx.idempotency_key(key))
     verdict = await ctx.guard.check("fund", amount, day=deadline)
     if await held_back(ctx, intent, verdict, f"RF → SI journal of {display(amount)}"):
         return intent.status

@@ -20,7 +20,7 @@ from funding.models import InstantFunding, Settlement, SettlementStatus
 from funding.money import display
 from jobs import failpoints
 from jobs.job_metrics import count_movement
-from jobs.runtime import JobContext, held_back, idempotency_key
+from jobs.runtime import JobContext, held_back
 from store import keys
 from store.audit import Intent, IntentStatus
 from store.codec import text_map
@@ -38,7 +38,7 @@ async def _batch_intent(ctx: JobContext, deadline: date, batch: list[InstantFund
     seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
     key = f"settle-{deadline}-{seq}"
     total = sum((t.remaining_payable for t in batch), Decimal(0))
-    return Intent(key, "settle", deadline.isoformat(), why, total, idempotency_key(key))
+    return Intent(key, "settle", deadline.isoformat(), why, total, ctx.idempotency_key(key))
 
 
 async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:

@@ -41,11 +41,11 @@ def parse_instant(value: str, name: str) -> datetime:
     return moment
 
 
-def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+def parse_int(value: str | None, name: str, default: int, low: int, high: int, *, status: int = 400) -> int:
     if value is None:
         return default
     if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
-        raise SandboxError(400, f"{name} must be an integer from {low} to {high}")
+        raise SandboxError(status, f"{name} must be an integer from {low} to {high}")
     return int(value)
 
 
@@ -129,7 +129,7 @@ async def list_transfers(request: web.Request) -> web.Response:
     if order not in ("ASC", "DESC"):
         raise SandboxError(400, "sort_order must be ASC or DESC")
     limit = parse_int(q.get("limit"), "limit", 100, 1, 100)
-    offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+    offset = parse_int(q.get("offset"), "offset", 0, 1, 10**9, status=422)  # the document's minimum is 1
 
     def build() -> list[Transfer]:
         rows = list(eng.transfers.values())

@@ -33,6 +33,8 @@ class Books:
         for kind, balance in opening.items():
             account = self._open(f"{seed.firm_prefix}{kind.value}", kind, "Firm", kind.value, now, seed)
             self.post(now, account, "cash", balance, "opening balance", "seed", "external")
+        for n in range(2, seed.si_accounts + 1):
+            self._open(f"{seed.firm_prefix}SI{n}", AccountKind.SI, "Firm", f"SI{n}", now, seed)
         for n in range(seed.customers):
             given = _FIRST_NAMES[n % len(_FIRST_NAMES)]
             family = _LAST_NAMES[(n // len(_FIRST_NAMES)) % len(_LAST_NAMES)]

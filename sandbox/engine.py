@@ -409,10 +409,13 @@ class Engine:
         if len(sources) != 1:
             raise SandboxError(422, "all transfers of a settlement must share one source account", suffix=14)
         source = sources.pop()
-        busy = [s for s in self.settlements.values() if s.source_account_no == source and s.status.in_progress]
+        busy = [s for s in self.settlements.values() if s.status.in_progress]  # one per correspondent, any source
         if busy:
             raise SandboxError(
-                422, f"settlement {busy[0].id} is already in progress for source account {source}", suffix=15
+                422,
+                f"settlement {busy[0].id} (source account {busy[0].source_account_no}) is already in progress; "
+                "only one settlement can be in progress at a time",
+                suffix=15,
             )
         chosen = [self.transfers[i] for i in ids]
         settlement = Settlement(

@@ -58,6 +58,8 @@ class SeedConfig(BaseModel):
     rf_balance: SandboxAmount = Decimal("250000")
     si_balance: SandboxAmount = Decimal("0")
     fw_balance: SandboxAmount = Decimal("0")
+    si_accounts: int = Field(default=1, ge=1, le=9)
+    """SI accounts of the correspondent: ``<prefix>SI``, then ``<prefix>SI2``, … (the others open empty)."""
     dp_balance: SandboxAmount = Decimal("100000")
     if_correspondent_limit: SandboxAmount = Decimal("100000")
     if_account_limit: SandboxAmount | None = Decimal("1000")

@@ -267,7 +267,8 @@ class PagedBroker(BrokerClient):
         self.cancelled = 0
 
     async def request(self, method: str, path: str, *, params: Any = None, body: Any = None, **kw: Any) -> Any:
-        offset = int(params["offset"])
+        offset = int(params.get("offset", 0))  # a first page names no offset (the document's minimum is 1)
+        assert params.get("offset") != "0"
         self.offsets.append(offset)
         index = offset // PAGE_SIZE
         if index < len(self.pages):

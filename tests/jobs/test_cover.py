@@ -86,7 +86,7 @@ async def test_journal_carries_an_idempotency_key_per_account_and_date(
         assert (await run_cover(redis_client, run_worker, account, deadline))["outcome"] == "covered"
     saved = [intent(redis_client, f"cover-{a}-{deadline}") for a in (ACCOUNT, "8100000002")]
     assert [i["idempotency_key"] for i in saved] == [
-        idempotency_key(f"cover-{a}-{deadline}") for a in (ACCOUNT, "8100000002")
+        idempotency_key("7536050SI", f"cover-{a}-{deadline}") for a in (ACCOUNT, "8100000002")
     ]
     assert len({i["idempotency_key"] for i in saved}) == 2
     [journal] = await journals_to(sandbox, ACCOUNT)

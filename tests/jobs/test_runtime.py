@@ -55,7 +55,7 @@ def context(sandbox: Sandbox, session_redis_url: str, redis_client: redis.Redis)
 
 def cover_intent(amount: str, why: str = "debit left by the 8 PM cancellation") -> Intent:
     key = f"cover-{customer(1)}-{DAY}"
-    return Intent(key, "cover", DAY, why, Decimal(amount), idempotency_key(key), account_no=customer(1))
+    return Intent(key, "cover", DAY, why, Decimal(amount), idempotency_key("7536050SI", key), account_no=customer(1))
 
 
 def audit(client: redis.Redis, key: str) -> list[tuple[str, dict[str, Any]]]:
@@ -228,11 +228,13 @@ async def test_the_kill_switch_and_a_lapsed_run_lock_stop_the_call_before_anythi
 
 
 def test_idempotency_keys_are_36_characters_stable_and_distinct() -> None:
-    """The key is a UUID derived from the intent: the same on every try, different for another intent."""
-    key = idempotency_key("cover-8100000001-2026-11-24")
+    """The key is a UUID derived from the intent and its SI account: the same on every try, different for another
+    intent, and for the same intent of another SI account's deployment."""
+    key = idempotency_key("7536050SI", "cover-8100000001-2026-11-24")
     assert len(key) == 36
-    assert key == idempotency_key("cover-8100000001-2026-11-24")
-    assert key != idempotency_key("cover-8100000001-2026-11-25")
+    assert key == idempotency_key("7536050SI", "cover-8100000001-2026-11-24")
+    assert key != idempotency_key("7536050SI", "cover-8100000001-2026-11-25")
+    assert key != idempotency_key("7536050SI2", "cover-8100000001-2026-11-24")
 
 
 def test_a_job_without_a_redis_url_refuses_to_run(monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis) -> None:

@@ -281,12 +281,17 @@ async def test_list_shows_changes_made_between_pages(sandbox: Sandbox) -> None:
         {"limit": "0"},
         {"limit": "101"},
         {"limit": "ten"},
-        {"offset": "-1"},
     ],
 )
 async def test_list_refuses_bad_parameters(sandbox: Sandbox, params: dict[str, str]) -> None:
     """An unknown status, a bad date or date-time, sort field, order, limit or offset is a 400."""
     assert_error(*await sandbox.call("GET", "/v1/instant_funding", params=params), 400)
+
+
+@pytest.mark.parametrize("offset", ["0", "-1"])
+async def test_an_offset_below_the_documents_minimum_is_a_422(sandbox: Sandbox, offset: str) -> None:
+    """offset has a minimum of 1 in Alpaca's document: 0 (or less) is refused as Alpaca would, with a 422."""
+    assert_error(*await sandbox.call("GET", "/v1/instant_funding", params={"offset": offset}), 422)
 
 
 async def test_get_returns_the_transfer_or_404(sandbox: Sandbox) -> None:

@@ -16,16 +16,14 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from aiohttp import web
-from rq.serializers import JSONSerializer
 
 from config.settings import Settings, load_settings
-from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from sandbox.app import create_app
 from sandbox.clock_control import SandboxClock
 from sandbox.state import SeedConfig
 from store.clients import async_client, connect, redis_url
 from store.transfers import TransferStore
-from tests.support.jobs import JOB_ENV, RunWorker, ThreadWorker
+from tests.support.jobs import JOB_ENV, RunWorker, burst
 from tests.support.listener import ListenerFactory, RunningListener, listener_settings
 from tests.support.processes import ROOT, Proc, Spawn
 from tests.support.redis_server import ManagedRedisServer, RedisServer, redis_server
@@ -114,13 +112,7 @@ def run_worker(session_redis_url: str, redis_client: redis.Redis) -> RunWorker:
     """Run a real RQ worker in burst mode (in a thread, so the in-process sandbox keeps serving)."""
 
     async def run() -> bool:
-        connection = redis.Redis.from_url(session_redis_url)
-        try:
-            queues = [queue(name, connection) for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)]
-            worker = ThreadWorker(queues, connection=connection, serializer=JSONSerializer)
-            return bool(await asyncio.to_thread(worker.work, burst=True, logging_level="WARNING"))
-        finally:
-            connection.close()
+        return await burst(session_redis_url)
 
     return run
 
