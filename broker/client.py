@@ -41,6 +41,7 @@ from funding.models import (
     InstantFunding,
     JITLimits,
     Journal,
+    MarketCalendar,
     Settlement,
     TradeAccount,
 )
@@ -317,6 +318,13 @@ class BrokerClient:
         "JIT securities funding")."""
         where = "/v1/transfers/jit/limits"
         return parsed(JITLimits, await self.request("GET", where), where)
+
+    async def market_days(self, market: str, start: date, end: date) -> list[date]:
+        """``GET /v2/calendar/{market}``: the days ``market`` is open from ``start`` to ``end`` (``BMO``: banking
+        days, docs/broker-api.md "Banking days")."""
+        target = ids.path("v2", "calendar", ids.market(market))
+        body = await self.request("GET", target, params={"start": start.isoformat(), "end": end.isoformat()})
+        return [row.date for row in parsed(MarketCalendar, body, target).calendar]
 
     async def clock(self) -> datetime:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""

@@ -24,6 +24,7 @@ _ULID = re.compile(r"[0-7][0-9A-TV-Z]{25}", re.IGNORECASE)
 1 and 0 (Alpaca's own examples use them), U is not a digit."""
 _ULID_ALIASES = str.maketrans("ILO", "110")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_MARKET = re.compile(r"[A-Z]{2,10}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -42,6 +43,13 @@ def account_number(value: object, what: str = "account number") -> str:
     """An account number (letters and digits); refused otherwise."""
     if not isinstance(value, str) or not _ACCOUNT_NUMBER.fullmatch(value):
         raise MalformedDataError(f"{what} is not an account number: {_shown(value)}")
+    return value
+
+
+def market(value: object) -> str:
+    """A market code of ``GET /v2/calendar/{market}`` (``NYSE``, ``BMO``): 2 to 10 capital letters."""
+    if not isinstance(value, str) or not _MARKET.fullmatch(value):
+        raise MalformedDataError(f"market must be 2-10 capital letters, got {_shown(value)}")
     return value
 
 

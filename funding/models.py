@@ -220,6 +220,16 @@ class Account(WireModel):
     contact: dict[str, Any] | None = None
 
 
+class MarketDay(WireModel):
+    date: date
+
+
+class MarketCalendar(WireModel):
+    """``GET /v2/calendar/{market}``: the days a market (``BMO``: US banks) is open."""
+
+    calendar: list[MarketDay]
+
+
 class TradeAccount(WireModel):
     """``GET /v1/trading/accounts/{id}/account`` (the money fields)."""
 

@@ -91,6 +91,11 @@ async def count_alert(client: aioredis.Redis, kind: str, sink: str, outcome: str
     await _incr(client, "alerts", (_field(kind, sink, outcome), 1))
 
 
+async def count_banking_read(client: aioredis.Redis, source: str) -> None:
+    """The banking calendar was read from ``source``: ``alpaca`` (``GET /v2/calendar/BMO``) or ``local``."""
+    await _incr(client, "banking_calendar", (_field(source), 1))
+
+
 async def settle_finished(client: aioredis.Redis, phase: str, outcome: str) -> None:
     """A settle run ended: count it, and remember when one last succeeded (wall time, as Prometheus')."""
     await _incr(client, "settle", (_field("runs", phase, outcome), 1))
@@ -166,6 +171,13 @@ class JobsCollector:
             snapshot["alerts"],
         )
         yield from _settle(snapshot["settle"])
+        yield _counter(
+            "banking_calendar_reads",
+            "Banking calendars a job read: from Alpaca (GET /v2/calendar/BMO, once a day) or local (Alpaca could "
+            "not be read: the Federal Reserve's holidays).",
+            ["source"],
+            snapshot["banking_calendar"],
+        )
         yield from self._queues(snapshot["queues"])
         yield from self._calendar(today, current)
         yield from _per_deadline(deadlines, snapshot["costs"], snapshot["covers"])
@@ -177,7 +189,7 @@ class JobsCollector:
         yield unsettled
 
     def _read(self, deadlines: list[date]) -> dict[str, Any]:
-        families = ("job_duration", "money_movements", "alerts", "settle")
+        families = ("job_duration", "money_movements", "alerts", "settle", "banking_calendar")
         with self.redis.pipeline(transaction=False) as pipe:
             for family in families:
                 pipe.hgetall(keys.metrics(family))

@@ -29,9 +29,10 @@ from typing import Any
 
 import structlog
 
-from funding.calendar import SETTLEMENT_CUTOFF, at_et
+from funding.calendar import SETTLEMENT_CUTOFF, at_et, to_et
 from funding.models import IFStatus, InstantFunding
 from funding.money import ZERO, display, wire
+from jobs.banking_days import banking_calendar
 from jobs.runtime import JobContext, run_job
 from store.alert_state import is_triggered
 from store.audit import IntentStatus
@@ -81,6 +82,8 @@ class Due:
     fund_mode: str
     kill_switch: str | None = None
     """The kill switch's reason while it is set: nothing is settled until it is cleared."""
+    bank_holiday: str | None = None
+    """Why US banks are closed on the deadline (it still trades): no wire or ACH arrives, only RF can pay."""
 
     @property
     def shortfall(self) -> Decimal:
@@ -114,7 +117,15 @@ class Due:
             "fund_mode": self.fund_mode,
             "kill_switch": self.kill_switch or "off",
             "minutes_to_cutoff": str(self.minutes_to_cutoff),
+            "banking_day": "no" if self.bank_holiday else "yes",
+            **({"bank_holiday": self.bank_holiday} if self.bank_holiday else {}),
         }
+
+    @property
+    def bank_note(self) -> str:
+        if self.bank_holiday is None:
+            return ""
+        return f"; banks are closed today ({self.bank_holiday}): no wire or ACH can arrive, only RF can pay"
 
 
 @dataclass(frozen=True)
@@ -137,9 +148,11 @@ async def read_due(ctx: JobContext, deadline: date) -> Due:
     ]
     si = await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))
     rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
+    now = await ctx.now()
+    banking = await banking_calendar(ctx, to_et(now).date())
     return Due(
         deadline=deadline,
-        now=await ctx.now(),
+        now=now,
         unsettled=len(unsettled),
         amount=sum((t.remaining_payable for t in unsettled), ZERO),
         interest=sum((t.total_interest for t in unsettled), ZERO),
@@ -149,6 +162,7 @@ async def read_due(ctx: JobContext, deadline: date) -> Due:
         settle_mode=settings.mode("settle"),
         fund_mode=settings.mode("fund"),
         kill_switch=await ctx.guard.kill_switch(),
+        bank_holiday=banking.holiday_name(deadline),
     )
 
 
@@ -199,7 +213,7 @@ async def _digest(ctx: JobContext, due: Due) -> Finding:
     summary = (
         f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({display(due.amount)}) due by 1 PM ET; "
         f"SI {display(due.si_cash)}, RF {display(due.rf_cash)}; projected shortfall {display(due.shortfall)}"
-        f"{_kill_note(due)}"
+        f"{due.bank_note}{_kill_note(due)}"
     )
     return Finding("info", summary, due.facts())
 
@@ -216,6 +230,8 @@ async def _warning(ctx: JobContext, due: Due) -> Finding | None:
         why.append(f"the kill switch is on ({due.kill_switch}): nothing is settled until it is cleared")
     if due.shortfall > 0:
         why.append(f"SI + RF are {display(due.shortfall)} short of the {display(due.amount)} due")
+        if due.bank_holiday:
+            why.append(f"banks are closed today ({due.bank_holiday}): no wire can arrive before the cutoff")
     elif due.kill_switch is not None:
         why.append(f"SI + RF would cover the {display(due.amount)} due")
     if due.settle_mode != "on" or due.fund_mode != "on":

@@ -131,6 +131,11 @@ def moved_today(day: date | str) -> str:
     return f"{PREFIX}moved:{day}"
 
 
+def banking_days(day: date | str) -> str:
+    """String (JSON): the banking calendar ``GET /v2/calendar/BMO`` answered on ``day`` (store/banking_days.py)."""
+    return f"{PREFIX}banking_days:{day}"
+
+
 def plan(deadline: date | str) -> str:
     """Hash: the settle plan of a deadline (attempt counter, last outcome)."""
     return f"{PREFIX}plan:{deadline}"
