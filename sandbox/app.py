@@ -15,7 +15,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from funding.calendar import TradingCalendar
-from sandbox import admin, api, event_streams, markets
+from sandbox import activity_history, admin, api, event_streams, markets
 from sandbox.clock_control import SandboxClock
 from sandbox.engine import Engine
 from sandbox.http import RATE_HEADERS, RUNTIME, Runtime, error_response, runtime
@@ -115,6 +115,7 @@ def create_app(
         engine=Engine(seed or SeedConfig(), clock, calendar),
         heartbeat_seconds=settings.sandbox_heartbeat_seconds,
     )
+    activity_history.add_routes(app)  # before /v1/accounts/{account_id}
     api.add_routes(app)
     markets.add_routes(app)
     event_streams.add_routes(app)

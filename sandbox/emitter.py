@@ -46,6 +46,7 @@ class Emitter:
         description: str,
         details: dict[str, Any],
         qty: Decimal | None = None,
+        price: Decimal | None = None,
         symbol: str | None = None,
         previous_id: str | None = None,
     ) -> str:
@@ -64,7 +65,7 @@ class Emitter:
             "previous_id": previous_id,
             "net_amount": wire(net_amount),
             "qty": wire(qty) if qty is not None else None,
-            "price": None,
+            "price": wire(price) if price is not None else None,
             "symbol": symbol,
             "description": description,
             "details": {"system_date": system_date.isoformat(), **details},

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from funding.money import dumps_decimal_numbers
+from funding.money import dumps_decimal_numbers, loads_exact
 
 
 class StreamName(StrEnum):
@@ -76,6 +76,14 @@ class StoredEvent:
             self._data = dumps_decimal_numbers(self._payload)
             self._payload = None
         return self._data
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The event as an object (parsed again, exactly, once its text was rendered)."""
+        if self._payload is not None:
+            return self._payload
+        parsed: dict[str, Any] = loads_exact(self._data or "{}")
+        return parsed
 
 
 class EventLog:

@@ -141,6 +141,7 @@ class JitDesk:
             status="executed",
             net_amount=net,
             qty=qty,
+            price=price,
             symbol=symbol,
             settle_date=row.settle_date,
             system_date=system_date,

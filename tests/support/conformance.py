@@ -91,6 +91,9 @@ async def drive_rest(sandbox: Sandbox, coverage: Coverage) -> None:
     await sandbox.advance(60)
     await r.call("GET", f"/v1/instant_funding/settlements/{settlement['id']}")
 
+    await r.call("GET", "/v1/accounts/activities")
+    await r.call("GET", "/v1/accounts/activities", params={"account_id": ids[customer_no], "direction": "asc"})
+    await r.call("GET", "/v1/accounts/activities", params={"category": "trade_activity"})
     await r.call("GET", "/v1/calendar", params={"start": "2026-11-20", "end": "2026-12-31"})
     await r.call("GET", "/v1/clock")
     for market in ("NYSE", "BMO"):

@@ -46,8 +46,9 @@ def document() -> dict[str, Any]:
 
 def _as_validated(node: Any) -> Any:
     """The document as OpenAPI reads it, in JSON Schema terms: every optional property also allows null (Alpaca's
-    own payloads send nulls), and a discriminator picks its one branch (JSON Schema's oneOf alone would refuse
-    a JNLC journal, which the JNLS branch also admits)."""
+    own payloads send nulls); a ``oneOf`` is read as ``anyOf`` (its branches are not exclusive: every field of
+    ``TradeActivity`` is optional, so any ``NonTradeActivity`` also fits it), and a discriminator picks its one
+    branch."""
     if isinstance(node, list):
         return [_as_validated(item) for item in node]
     if not isinstance(node, dict):
@@ -59,6 +60,8 @@ def _as_validated(node: Any) -> Any:
         out["properties"] = {
             name: schema if name in required else {"anyOf": [_NULL, schema]} for name, schema in properties.items()
         }
+    if "oneOf" in out:  # the document's branches are not exclusive (all optional): read as OpenAPI tools do
+        out["anyOf"] = out.pop("oneOf")
     discriminator = out.pop("discriminator", None)
     if isinstance(discriminator, dict) and discriminator.get("mapping"):
         name, mapping = discriminator["propertyName"], discriminator["mapping"]
@@ -68,8 +71,8 @@ def _as_validated(node: Any) -> Any:
         ]
         picked = {"properties": {name: {"enum": list(mapping)}}, "required": [name], "allOf": branches}
         for holder in [out, *out.get("allOf", [])]:
-            if isinstance(holder, dict) and "oneOf" in holder:
-                holder.pop("oneOf")
+            if isinstance(holder, dict) and "anyOf" in holder:
+                holder.pop("anyOf")
                 holder.update(picked)
                 break
     return out
