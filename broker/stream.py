@@ -372,7 +372,7 @@ def parse(stream: Stream, data: str) -> Parsed:
             nta = NTAEvent.model_validate(payload)
             details: dict[str, Any] = {"system_date": nta.system_date.isoformat()}
             kind, status = nta.entry_type, nta.status or "executed"
-            text, at = nta.description, nta.at
+            text, at = nta.description or "", nta.at
         elif (fast := _plain_activity(payload)) is not None:
             kind, status, at = fast  # a well-formed activity that cannot name a transfer: no model needed
             return _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)

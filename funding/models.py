@@ -307,6 +307,7 @@ class NTAEvent(WireModel):
     at: datetime
     entry_type: str
     net_amount: Amount
-    description: str
+    description: str | None = None
+    """Required by the document, but Alpaca's own example sends ``null``."""
     system_date: date
     status: str | None = None

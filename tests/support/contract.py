@@ -186,3 +186,85 @@ class Coverage:
         self.endpoints[("GET", stream_path)] = self.endpoints.get(("GET", stream_path), 0) + 1
         for problem in errors(event, pointer):
             self.violations.append(f"event {stream_path}: {problem}")
+
+
+def _resolve(node: Any) -> Any:
+    """Follow a local ``$ref`` (once per level) to what it names."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = document()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+def schema_examples(name: str) -> list[Any]:
+    """Every example the document gives for ``components/schemas/<name>``: its ``example``, its ``x-examples``,
+    and those of each schema it is built from (``allOf``)."""
+    schema = document()["components"]["schemas"][name]
+    found = [schema["example"]] if "example" in schema else []
+    found += list((schema.get("x-examples") or {}).values())
+    return found
+
+
+def response_examples(method: str, template: str, status: int = 200) -> list[Any]:
+    """Every example of one answer: the response's own ``examples``/``example``, then its schema's (an array
+    schema's item examples are wrapped in a list)."""
+    response = _resolve(document()["paths"][template][method.lower()]["responses"][str(status)])
+    content = next(iter(response.get("content", {}).values()), {})
+    found = [
+        e["value"] if isinstance(e, dict) and "value" in e else e for e in (content.get("examples") or {}).values()
+    ]
+    if "example" in content:
+        found.append(content["example"])
+    schema = content.get("schema", {})
+    items = schema.get("items", {}) if schema.get("type") == "array" else None
+    ref = (items if items is not None else schema).get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        named = schema_examples(ref.rsplit("/", 1)[-1])
+        found += [[e] for e in named] if items is not None else named
+    return found
+
+
+_MISSING = object()
+
+
+def composed_example(node: Any, depth: int = 0) -> Any:
+    """An instance built from the document's per-property ``example`` values (for a schema with no example of
+    its own): an enum's first value, an array of one item; ``_MISSING`` where nothing is given."""
+    node = _resolve(node)
+    if not isinstance(node, dict) or depth > 8:
+        return _MISSING
+    if "example" in node:
+        return node["example"]
+    if node.get("enum"):
+        return node["enum"][0]
+    if "allOf" in node:
+        merged: dict[str, Any] = {}
+        for part in node["allOf"]:
+            value = composed_example(part, depth + 1)
+            if isinstance(value, dict):
+                merged.update(value)
+        rest = composed_example({k: v for k, v in node.items() if k != "allOf"}, depth + 1)
+        return {**merged, **rest} if isinstance(rest, dict) else merged
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            return composed_example(node[key][0], depth + 1)
+    if node.get("type") == "array" and "items" in node:
+        item = composed_example(node["items"], depth + 1)
+        return _MISSING if item is _MISSING else [item]
+    if "properties" in node:
+        built = {name: composed_example(prop, depth + 1) for name, prop in node["properties"].items()}
+        return {name: value for name, value in built.items() if value is not _MISSING}
+    return _MISSING
+
+
+def examples_of(name: str) -> list[tuple[str, Any]]:
+    """(label, instance) for every example of a schema; a composed one when the document gives none whole."""
+    given = schema_examples(name)
+    if given:
+        return [(f"{name} example {n}", example) for n, example in enumerate(given, 1)]
+    composed = composed_example(document()["components"]["schemas"][name])
+    if not composed or composed is _MISSING or errors(composed, f"#/components/schemas/{name}"):
+        return []  # the properties' examples do not make a valid instance
+    return [(f"{name} (composed from its properties' examples)", composed)]
