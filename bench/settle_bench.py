@@ -232,7 +232,7 @@ async def sample_ids(base: str, deadline: str, sample: int) -> list[str]:
     ids: list[str] = []
     async with aiohttp.ClientSession(headers={"Authorization": AUTH}) as http:
         while len(ids) < sample:
-            params = f"deadline={deadline}&limit=100&offset={len(ids)}"
+            params = f"deadline={deadline}&limit=100" + (f"&offset={len(ids)}" if ids else "")  # minimum 1
             page = await call(http, "GET", f"{base}/v1/instant_funding?{params}")
             ids += [row["id"] for row in page]
             if len(page) < 100:

@@ -337,8 +337,8 @@ class Parsed:
     event_id: str
     kind: str
     transfer_id: str | None = None
-    journal: tuple[str, str] | None = None
-    """(journal id, new status) for journal status events."""
+    journal: tuple[str, str, str] | None = None
+    """(journal id, new status, idempotency key or "") for journal status events."""
     dead: DeadLetter | None = None
     at: datetime | None = None
     """When the event was emitted (for the lag metric)."""
@@ -365,9 +365,9 @@ def parse(stream: Stream, data: str) -> Parsed:
             journal = JournalStatusEvent.model_validate(payload)
             if not journal.status_to.known:
                 return _dead(stream, event_id, "unknown_status", f"journal status {journal.status_to.value!r}", data)
-            return Parsed(
-                event_id, journal.entry_type, journal=(str(journal.journal_id), journal.status_to.value), at=journal.at
-            )
+            key = journal.idempotency_key if ids.is_uuid(journal.idempotency_key) else ""
+            found = (str(journal.journal_id), journal.status_to.value, key or "")
+            return Parsed(event_id, journal.entry_type, journal=found, at=journal.at)
         if stream is Stream.NTA:
             nta = NTAEvent.model_validate(payload)
             details: dict[str, Any] = {"system_date": nta.system_date.isoformat()}

@@ -39,6 +39,11 @@ def uuid(value: object, what: str) -> str:
     return value.lower()
 
 
+def is_uuid(value: object) -> bool:
+    """True for a UUID in its canonical text form."""
+    return isinstance(value, str) and bool(_UUID.fullmatch(value))
+
+
 def account_number(value: object, what: str = "account number") -> str:
     """An account number (letters and digits); refused otherwise."""
     if not isinstance(value, str) or not _ACCOUNT_NUMBER.fullmatch(value):

@@ -295,8 +295,11 @@ class JournalStatusEvent(WireModel):
     at: datetime
     entry_type: str
     journal_id: UUID
-    status_from: str
+    status_from: str | None = None
+    """``null``, ``""`` or missing on a journal's first event."""
     status_to: JournalStatus
+    idempotency_key: str | None = None
+    """The key the journal was created with: how an event finds its intent before the journal id is known."""
 
 
 class NTAEvent(WireModel):

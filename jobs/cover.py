@@ -23,7 +23,7 @@ from funding.money import ZERO, display, margin_interest, wire
 from funding.outcomes import CoverOutcome
 from jobs import ladder
 from jobs.job_metrics import cover_finished
-from jobs.runtime import JobContext, follow_journal, held_back, run_job, send_journal
+from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from store import keys
 from store.audit import Intent, IntentStatus
 
@@ -82,12 +82,13 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
     intent = await ctx.ledger.intent(key)
     if intent is not None and intent.status in (IntentStatus.SENT, IntentStatus.PLANNED):
         try:  # an earlier run got this far: same key and body, so Alpaca returns the same journal
-            done = await (follow_journal(ctx, intent) if intent.broker_id else _send_cover(ctx, intent, account_no))
+            done = await resume_journal(ctx, intent, ctx.settings.rf_account_no, account_no)
         except Waiting:
             return {**report, "outcome": CoverOutcome.PENDING, "journal_id": intent.broker_id}
         return await _verify(ctx, intent, account_id, report, done)
     if intent is not None and intent.status == IntentStatus.DONE:
         return await _verify(ctx, intent, account_id, report, True)
+    attempt = retry_attempt(intent)
     cash = (await ctx.broker.trade_account(account_id)).cash
     if cash >= 0:
         await ctx.ledger.note("no_debit", "cover", key, cash=str(cash))
@@ -116,8 +117,9 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         deadline.isoformat(),
         f"debit of {wire(debit)} after IF cancellation",
         amount,
-        ctx.idempotency_key(key),
+        ctx.idempotency_key(key if attempt == 1 else f"{key}#{attempt}"),
         account_no=account_no,
+        extra={"attempt": str(attempt)},
     )
     verdict = await ctx.guard.check("cover", amount, day=deadline)
     what = f"cover of {display(amount)} for {account_no}"
@@ -129,6 +131,15 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
     except Waiting:
         return {**report, "outcome": CoverOutcome.PENDING, "journal_id": intent.broker_id, "amount": wire(amount)}
     return await _verify(ctx, intent, account_id, report, done)
+
+
+def retry_attempt(previous: Intent | None) -> int:
+    """1 for a first cover of (account, day); one more than the last journal Alpaca refused or rejected, whose
+    key must not be sent again (Alpaca answers a refused journal's key with the same refusal)."""
+    if previous is None:
+        return 1
+    attempt = int(previous.extra.get("attempt", "1"))
+    return attempt + 1 if previous.status == IntentStatus.FAILED else attempt
 
 
 async def _send_cover(ctx: JobContext, intent: Intent, account_no: str) -> bool:

@@ -42,6 +42,7 @@ from store.alert_state import move_sync, raise_alert, resolve_alert
 from store.audit import Intent, IntentStatus, Ledger
 from store.clients import async_client
 from store.guardrails import Guardrails, Verdict
+from store.transfers import journal_for_key
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -226,6 +227,26 @@ async def send_journal(ctx: JobContext, intent: Intent, source_no: str, target_n
     await ctx.ledger.save(intent, f"{intent.kind}_accepted", journal_id=str(journal.id), status=journal.status.value)
     failpoints.reach(ctx.settings, "journal.after_outcome")
     return await follow_journal(ctx, intent)
+
+
+async def adopt_journal(ctx: JobContext, intent: Intent) -> bool:
+    """An intent sent without an answer (a crash, a timeout): when the journal status stream already named the
+    journal created under its ``Idempotency-Key`` (its events can come before the create answer), take that
+    journal's id instead of sending again. True when adopted."""
+    found = await journal_for_key(ctx.redis, intent.idempotency_key)
+    if found is None:
+        return False
+    intent.broker_id, intent.broker_status = found
+    await ctx.ledger.save(intent, f"{intent.kind}_found_by_key", journal_id=found[0], status=found[1])
+    return True
+
+
+async def resume_journal(ctx: JobContext, intent: Intent, source_no: str, target_no: str) -> bool:
+    """Carry on with a journal an earlier run started: follow it if its id is known (or the stream named it),
+    else send it again under the same key and body (Alpaca returns the first one)."""
+    if intent.broker_id or await adopt_journal(ctx, intent):
+        return await follow_journal(ctx, intent)
+    return await send_journal(ctx, intent, source_no, target_no)
 
 
 async def follow_journal(ctx: JobContext, intent: Intent) -> bool:

@@ -38,7 +38,7 @@ from funding.outcomes import SettleOutcome
 from funding.planning import Plan, chunks, costs, debit_risk, make_plan
 from jobs import ladder
 from jobs.job_metrics import settle_finished
-from jobs.runtime import JobContext, follow_journal, held_back, run_job, send_journal
+from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from jobs.settlements import dry_run_batch, find_settlement, follow_settlement, post_settlement, settle_batch
 from store import keys
 from store.audit import Intent, IntentStatus
@@ -389,10 +389,7 @@ async def _resume(ctx: JobContext, deadline: date) -> SettleOutcome | None:
             continue
         await ctx.ledger.save(intent, f"{intent.kind}_resumed", status=intent.status)
         if intent.kind == "fund":
-            if intent.broker_id:
-                await follow_journal(ctx, intent)
-            else:  # same key, same body: Alpaca returns the journal if the first POST got through
-                await send_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no)
+            await resume_journal(ctx, intent, ctx.settings.rf_account_no, ctx.settings.si_account_no)
         elif intent.kind == "settle":
             found = await find_settlement(ctx, intent.key)
             if found is not None:

@@ -26,6 +26,8 @@ class JournalDesk:
         self.ground = ground
         self.journals: dict[str, Journal] = {}
         self.keys = IdempotencyStore()
+        self._refusals: dict[str, SandboxError] = {}
+        """A refused journal's key → the refusal Alpaca answers again for that key (docs/sandbox.md)."""
         self._daily_to_customers: defaultdict[date, Decimal] = defaultdict(lambda: ZERO)
 
     def get(self, journal_id: str) -> Journal:
@@ -44,9 +46,17 @@ class JournalDesk:
     ) -> Journal:
         """Validate and book one JNLC; returns the original journal for a repeated key."""
         existing = self.keys.lookup(key, fingerprint)
+        if existing in self._refusals:
+            raise self._refusals[existing]  # a refusal replays unchanged under its key
         if existing is not None:
             return self.journals[existing]
-        journal = self._build(body, key, batch=batch)
+        try:
+            journal = self._build(body, key, batch=batch)
+        except SandboxError as refusal:
+            if key is not None and refusal.status in (403, 422):
+                self._refusals[f"refused:{key}"] = refusal
+                self.keys.remember(key, fingerprint, f"refused:{key}")
+            raise
         self.keys.remember(key, fingerprint, journal.id)
         self._book(journal)
         return journal

@@ -211,6 +211,12 @@ def journal(journal_id: str) -> str:
     return f"{PREFIX}journal:{journal_id}"
 
 
+def journal_key(idempotency_key: str) -> str:
+    """Hash: journal id and last status of the journal created under an ``Idempotency-Key`` (from the journal
+    status stream; kept 14 days)."""
+    return f"{PREFIX}journal_key:{idempotency_key}"
+
+
 def replan_pending(deadline: date | str) -> str:
     """String: a re-plan of ``deadline``'s settlement is queued and has not started (coalescing)."""
     return f"{PREFIX}replan_pending:{deadline}"

@@ -73,7 +73,7 @@ class TransferStore:
         cursor: str | None,
         transfer_ids: list[str],
         dead_letters: list[DeadLetter],
-        journals: Sequence[tuple[str, str]] = (),
+        journals: Sequence[tuple[str, str, str]] = (),
         *,
         hint_dates: Mapping[str, str] | None = None,
         token: str = "",
@@ -86,7 +86,7 @@ class TransferStore:
         argv: list[Any] = [token, cursor or "", repr(now), len(transfer_ids), *transfer_ids]
         argv += [len(dead_letters), DEAD_LETTER_MEMORY_SECONDS]
         argv += [part for d in dead_letters for part in (d.identity, d.to_json())]
-        argv += [len(journals), *(part for pair in journals for part in pair)]
+        argv += [len(journals), *(part for triple in journals for part in triple)]
         dates = hint_dates or {}
         argv += [len(dates), *(part for pair in dates.items() for part in pair)]
         result = await self._ingest(
@@ -203,6 +203,10 @@ class TransferStore:
         value = await self.redis.get(keys.cursor(stream))
         return text(value) if value is not None else None
 
+    async def journal_for_key(self, idempotency_key: str) -> tuple[str, str] | None:
+        """(journal id, last status) of the journal an event said was created under ``idempotency_key``."""
+        return await journal_for_key(self.redis, idempotency_key)
+
     async def journal_status(self, journal_id: str) -> str | None:
         value = await self.redis.hget(keys.journal(journal_id), "status")
         return text(value) if value is not None else None
@@ -256,3 +260,9 @@ class TransferStore:
 
 def _score_text(score: float) -> str:
     return str(int(score)) if score == int(score) else repr(score)
+
+
+async def journal_for_key(client: aioredis.Redis, idempotency_key: str) -> tuple[str, str] | None:
+    """(journal id, last status) the journal status stream gave for ``idempotency_key``, or None."""
+    raw = text_map(await client.hgetall(keys.journal_key(idempotency_key)))
+    return (raw["journal_id"], raw["status"]) if "journal_id" in raw and "status" in raw else None

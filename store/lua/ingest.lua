@@ -1,7 +1,7 @@
 -- The ingest step of store/transfers.py (TransferStore.ingest): a batch of stream events in one atomic step.
 -- KEYS: cursor, cursor_at, hints, hint_seq, deadletters, leader, key prefix
 -- ARGV: token, cursor id, now (unix s), n_hints, hint ids..., n_dead, memory (s),
---       (dead-letter identity, json)..., n_journals, (journal id, status)...,
+--       (dead-letter identity, json)..., n_journals, (journal id, status, idempotency key or '')...,
 --       n_dates, (transfer id, system date)...
 -- Returns -1 if the lease is lost, else the positions (1-based) of the dead letters kept.
 if ARGV[1] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[1] then
@@ -31,7 +31,12 @@ local m = tonumber(ARGV[i])
 i = i + 1
 for j = 1, m do
   redis.call('HSET', KEYS[7] .. 'journal:' .. ARGV[i], 'status', ARGV[i + 1], 'at', ARGV[3])
-  i = i + 2
+  if ARGV[i + 2] ~= '' then
+    local by_key = KEYS[7] .. 'journal_key:' .. ARGV[i + 2]
+    redis.call('HSET', by_key, 'journal_id', ARGV[i], 'status', ARGV[i + 1], 'at', ARGV[3])
+    redis.call('EXPIRE', by_key, 1209600)
+  end
+  i = i + 3
 end
 local h = tonumber(ARGV[i])
 i = i + 1

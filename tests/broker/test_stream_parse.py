@@ -116,14 +116,32 @@ def test_transfer_id_from_details_wins_over_description() -> None:
 
 @pytest.mark.parametrize("status", ["queued", "pending", "executed", "rejected", "canceled"])
 def test_journal_status_event_yields_journal_and_status(status: str) -> None:
-    """A journal status event yields (journal id, new status) and no transfer hint."""
+    """A journal status event yields (journal id, new status, no key) and no transfer hint."""
     payload = journal(status_to=status)
     parsed = parse(Stream.JOURNALS, data(payload))
     assert parsed.dead is None
     assert (parsed.event_id, parsed.kind) == (payload["event_id"], payload["entry_type"])
-    assert parsed.journal == (JOURNAL_ID, status)
+    assert parsed.journal == (JOURNAL_ID, status, "")
     assert parsed.transfer_id is None
     assert parsed.at == AT_PARSED
+
+
+@pytest.mark.parametrize(
+    ("key", "kept"),
+    [("5f0c1e2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b", "5f0c1e2a-3b4d-4e5f-8a9b-0c1d2e3f4a5b"), ("../../x", ""), (None, "")],
+)
+def test_journal_event_carries_its_idempotency_key_when_it_is_a_uuid(key: str | None, kept: str) -> None:
+    """The event's idempotency key (how it finds its intent) is kept only when it is a UUID; the rest stands."""
+    parsed = parse(Stream.JOURNALS, data(journal(idempotency_key=key)))
+    assert (parsed.dead, parsed.journal) == (None, (JOURNAL_ID, "executed", kept))
+
+
+@pytest.mark.parametrize("status_from", [None, "", "missing"])
+def test_journal_event_without_a_previous_status_is_read(status_from: str | None) -> None:
+    """status_from as null, "" or missing (a journal's first event): the event is read as any other."""
+    payload = journal(status_from=status_from)
+    parsed = parse(Stream.JOURNALS, data(without(payload, "status_from") if status_from == "missing" else payload))
+    assert (parsed.dead, parsed.journal) == (None, (JOURNAL_ID, "executed", ""))
 
 
 def test_nta_net_amount_number_is_parsed_exactly() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from funding.calendar import TradingCalendar, at_et
 from funding.money import quantize
@@ -15,7 +16,9 @@ from funding.records import Action
 from jobs.registry import COVER_QUEUE, enqueue_action, enqueue_phase, queue
 from jobs.runtime import idempotency_key
 from store import keys
+from store.audit import Intent, IntentStatus, Ledger
 from store.guardrails import Guardrails, Verdict
+from store.transfers import journal_for_key
 from tests.support.cover import (
     ACCOUNT,
     Configure,
@@ -103,6 +106,81 @@ async def test_journal_carries_an_idempotency_key_per_account_and_date(
     status, _ = await sandbox.call("POST", "/v1/journals", {**body, "amount": "400.01"}, headers=headers)
     assert status == 422
     assert len(await sandbox.ok("GET", "/v1/journals")) == 2
+
+
+async def test_a_cover_refused_for_want_of_rf_retries_under_a_new_key_once_rf_is_funded(
+    make_sandbox: SandboxFactory, job_env: Configure, run_worker: RunWorker, redis_client: redis.Redis
+) -> None:
+    """RF short: Alpaca refuses the journal, and answers its key with that refusal again; once RF is funded the
+    re-run sends a new key (attempt 2, recorded in the intent) and covers."""
+    sandbox = await make_sandbox(rf_balance="100.00", **BIG_JNLC)
+    job_env(sandbox)
+    deadline = await debit_of_400(sandbox)
+    first = await run_cover(redis_client, run_worker, ACCOUNT, deadline)
+    refused = intent(redis_client, f"cover-{ACCOUNT}-{deadline}")
+    assert (first["outcome"], refused["status"], refused["x_attempt"]) == ("failed", "failed", "1")
+
+    await sandbox.wire("7536050RF", "1000.00")
+    second = await run_cover(redis_client, run_worker, ACCOUNT, deadline)
+
+    retried = intent(redis_client, f"cover-{ACCOUNT}-{deadline}")
+    assert (second["outcome"], second["cash"], retried["x_attempt"]) == ("covered", "0.00", "2")
+    assert retried["idempotency_key"] == idempotency_key("7536050SI", f"cover-{ACCOUNT}-{deadline}#2")
+    assert retried["idempotency_key"] != refused["idempotency_key"]
+    body = {
+        "from_account": await sandbox.account_id("7536050RF"),
+        "to_account": await sandbox.account_id(ACCOUNT),
+        "entry_type": "JNLC",
+        "amount": "400.00",
+        "description": f"settlekeeper {refused['key']}: {refused['why']}",
+    }
+    status, replay = await sandbox.call(
+        "POST", "/v1/journals", body, headers={"Idempotency-Key": refused["idempotency_key"]}
+    )
+    assert (status, "not available" in replay["message"]) == (403, True)  # the old key still says no
+
+
+async def test_a_journal_the_stream_named_by_its_key_is_followed_not_sent_again(
+    make_sandbox: SandboxFactory,
+    job_env: Configure,
+    run_worker: RunWorker,
+    redis_client: redis.Redis,
+    async_redis: aioredis.Redis,
+    start_listener: ListenerFactory,
+) -> None:
+    """A cover sent without an answer (the POST got through, the run died): the journal stream's events, matched
+    by Idempotency-Key, give the next run the journal id; it follows that journal and POSTs nothing."""
+    sandbox = await make_sandbox(**BIG_JNLC)
+    job_env(sandbox)
+    deadline = await debit_of_400(sandbox)
+    key = f"cover-{ACCOUNT}-{deadline}"
+    sent = Intent(
+        key, "cover", deadline, "debit", Decimal("400.00"), idempotency_key("7536050SI", key), account_no=ACCOUNT
+    )
+    sent.status = IntentStatus.SENT
+    await Ledger(async_redis).save(sent, "cover_sent")
+    body = {
+        "from_account": await sandbox.account_id("7536050RF"),
+        "to_account": await sandbox.account_id(ACCOUNT),
+        "entry_type": "JNLC",
+        "amount": "400.00",
+        "description": "settlekeeper: the answer never came back",
+    }
+    journal = await sandbox.ok("POST", "/v1/journals", body, headers={"Idempotency-Key": sent.idempotency_key})
+    await sandbox.ok("DELETE", "/sandbox/requests")
+    await start_listener(sandbox)
+
+    async def streamed() -> bool:
+        return await journal_for_key(async_redis, sent.idempotency_key) == (journal["id"], "executed")
+
+    await eventually(streamed)
+    report = await run_cover(redis_client, run_worker, ACCOUNT, deadline)
+
+    assert (report["outcome"], report["journal_id"]) == ("covered", journal["id"])
+    posted = [r for r in (await sandbox.ok("GET", "/sandbox/requests"))["requests"] if r["method"] == "POST"]
+    assert posted == []
+    events = [row["event"] for row in stream(redis_client, keys.AUDIT) if row.get("key") == key]
+    assert "cover_found_by_key" in events
 
 
 async def test_pending_journal_alerts_then_rerun_after_approval_reports_covered(

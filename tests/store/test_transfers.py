@@ -163,7 +163,7 @@ async def test_fenced_writes_refused_for_a_stale_token(store: TransferStore, red
         await record(store, make_transfer(deadline=TODAY), token="my-token")
     dead = [DeadLetter("activities", "not_json", "x", "x")]
     with pytest.raises(LeaseLostError):
-        await store.ingest("activities", "01CURSOR", ["t1"], dead, [("j1", "executed")], token="my-token", now=1.0)
+        await store.ingest("activities", "01CURSOR", ["t1"], dead, [("j1", "executed", "")], token="my-token", now=1.0)
     assert key_names(redis_client) == {keys.LEADER}
     assert await record(store, make_transfer(), token="other-token") == "recorded"
 
@@ -173,8 +173,10 @@ async def test_ingest_writes_hints_dead_letters_journals_and_cursor(
 ) -> None:
     """ingest() adds hints with unique scores, dead letters, journal statuses, and moves the cursor and its time."""
     dead = DeadLetter("activities", "not_json", "data is not JSON", "{oops")
-    await store.ingest("activities", "01A", ["t1", "t2"], [dead], [("j1", "queued")], now=1000.5)
-    await store.ingest("activities", "01B", ["t3", "t1"], [], [("j1", "executed")], now=1001.0)
+    await store.ingest("activities", "01A", ["t1", "t2"], [dead], [("j1", "queued", "k1")], now=1000.5)
+    await store.ingest(
+        "activities", "01B", ["t3", "t1"], [], [("j1", "executed", "k1"), ("j2", "queued", "")], now=1001.0
+    )
     hints = await store.pending_hints(10)
     assert [h for h, _ in hints] == ["t2", "t3", "t1"]  # t1 was named again: newest score
     assert len({s for _, s in hints}) == len(hints)
@@ -183,6 +185,8 @@ async def test_ingest_writes_hints_dead_letters_journals_and_cursor(
         {"stream": dead.stream, "reason": dead.reason, "detail": dead.detail, "raw": dead.raw}
     ]
     assert await store.journal_status("j1") == "executed"
+    assert await store.journal_for_key("k1") == ("j1", "executed")  # how an event finds its intent
+    assert 0 < redis_client.ttl(keys.journal_key("k1")) <= 14 * 86400
     assert redis_client.hget(keys.journal("j1"), "at") == repr(1001.0).encode()
     assert await store.cursor("activities") == "01B"
     assert redis_client.get(keys.cursor_at("activities")) == repr(1001.0).encode()
@@ -274,12 +278,13 @@ async def test_scripts_write_only_keys_named_in_keys_module(store: TransferStore
     redis_client.flushdb()
     letter = DeadLetter("journals", "r", "d", "x")
     await store.ingest(
-        "journals", "01A", ["t1"], [letter], [("j1", "queued")], hint_dates={"t1": TODAY.isoformat()}, now=1
+        "journals", "01A", ["t1"], [letter], [("j1", "queued", "k1")], hint_dates={"t1": TODAY.isoformat()}, now=1
     )
     assert key_names(redis_client) == {
         keys.HINT_DATES,
         keys.dead_letter_seen(letter.identity),
         keys.journal("j1"),
+        keys.journal_key("k1"),
         keys.cursor("journals"),
         keys.cursor_at("journals"),
         keys.HINTS,
@@ -300,6 +305,7 @@ def test_lua_key_literals_are_the_ones_tested() -> None:
         keys.system_date_transfers("x")[prefix : -len("x:transfers")],
         keys.action("x")[prefix:-1],
         keys.journal("x")[prefix:-1],
+        keys.journal_key("x")[prefix:-1],
         keys.dead_letter_seen("x")[prefix:-1],
         keys.UNSETTLED[prefix:],
         keys.HINT_DATES[prefix:],

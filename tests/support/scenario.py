@@ -118,7 +118,9 @@ def emitted_ids(sandbox: Sandbox, stream: str) -> set[str]:
 async def sandbox_transfers(sandbox: Sandbox) -> list[dict[str, Any]]:
     """Every IF transfer the sandbox lists, page by page."""
     rows: list[dict[str, Any]] = []
-    while page := await sandbox.ok("GET", "/v1/instant_funding", params={"limit": "100", "offset": str(len(rows))}):
+    while page := await sandbox.ok(
+        "GET", "/v1/instant_funding", params={"limit": "100", **({"offset": str(len(rows))} if rows else {})}
+    ):
         rows += page
     return rows
 
