@@ -26,6 +26,7 @@ type or status, carries a non-decimal amount or an id of the wrong shape becomes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 from collections import deque
@@ -35,6 +36,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
@@ -53,6 +55,28 @@ from funding.errors import (
 from funding.models import ActivityEvent, JournalStatusEvent, NTAEvent
 from funding.money import loads_exact, parse_money
 from funding.records import DeadLetter
+
+
+class Redirected(TransportError):
+    """The stream answered 301/302/307/308: ``location`` is where it says it moved (followed only if safe)."""
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+REDIRECTS = frozenset({301, 302, 307, 308})
+
+
+def redirect_path(base_url: str, location: str) -> str | None:
+    """The path a redirect leads to, when it is safe to follow with the credentials: the same scheme, host and
+    port as ``base_url`` and an events path (data from a response never chooses where an authenticated request
+    goes); its query is dropped (the reader sends its own cursor). None otherwise."""
+    target = urlsplit(urljoin(base_url + "/", location))
+    base = urlsplit(base_url)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        return None
+    return target.path if ids.STREAM_PATH.fullmatch(target.path) else None
 
 
 class StreamClosed(TransportError):
@@ -213,6 +237,7 @@ async def open_stream(
         max_connect_retry=0,
         params=dict(params),
         headers=dict(headers),
+        allow_redirects=False,  # a redirect is the reader's to judge (redirect_path), not aiohttp's to follow
     )
     info.status, info.headers, info.response = 0, {}, None
     try:
@@ -239,6 +264,8 @@ async def open_stream(
 def _connect_error(url: str, info: ConnectInfo, exc: BaseException) -> Exception:
     status = info.status
     where = f"GET {url.split('?')[0]}"
+    if status in REDIRECTS:
+        return Redirected(f"{where} → HTTP {status}", location=info.headers.get("Location", "")[:2000])
     if status == 429:
         reset = info.headers.get("X-RateLimit-Reset", "")
         return RateLimitedError(f"{where} → HTTP 429", reset_at=float(reset) if reset.isdigit() else None)
@@ -344,6 +371,23 @@ class Parsed:
     """When the event was emitted (for the lag metric)."""
     system_date: str | None = None
     """The named transfer's system date, when the event says it (lets the resolver list a whole day)."""
+    oddities: tuple[str, ...] = ()
+    """How the event was looser than Alpaca's document and still read (counted, never acted on)."""
+
+
+def oddities(stream: Stream, payload: dict[str, Any]) -> tuple[str, ...]:
+    """What in an event is looser than the document but readable: a journal event without ``status_from``,
+    a ``null`` description or symbol, ``details`` that are not an object."""
+    found = []
+    if stream is Stream.JOURNALS and not payload.get("status_from"):
+        found.append("status_from_missing")
+    if "description" in payload and payload["description"] is None:
+        found.append("null_description")
+    if "symbol" in payload and payload["symbol"] is None and stream is Stream.NTA:
+        found.append("null_symbol")
+    if "details" in payload and not isinstance(payload["details"], dict):
+        found.append("undocumented_details")
+    return tuple(found)
 
 
 def parse(stream: Stream, data: str) -> Parsed:
@@ -360,14 +404,21 @@ def parse(stream: Stream, data: str) -> Parsed:
         return _dead(stream, "", "missing_id", f"no {spec.id_field}", data)
     if not ids.is_ulid(event_id):  # never a cursor: the stream would resume from it
         return _dead(stream, "", "invalid_id", f"{spec.id_field} {event_id[:40]!r} is not a ULID", data)
+    parsed = _reduce(stream, event_id, payload, data)
+    odd = oddities(stream, payload)
+    return dataclasses.replace(parsed, oddities=odd) if odd else parsed
+
+
+def _reduce(stream: Stream, event_id: str, payload: dict[str, Any], data: str) -> Parsed:
+    """One event with a valid id, reduced (a dead letter when it cannot be read)."""
     try:
         if stream is Stream.JOURNALS:
             journal = JournalStatusEvent.model_validate(payload)
             if not journal.status_to.known:
                 return _dead(stream, event_id, "unknown_status", f"journal status {journal.status_to.value!r}", data)
             key = journal.idempotency_key if ids.is_uuid(journal.idempotency_key) else ""
-            found = (str(journal.journal_id), journal.status_to.value, key or "")
-            return Parsed(event_id, journal.entry_type, journal=found, at=journal.at)
+            named_journal = (str(journal.journal_id), journal.status_to.value, key or "")
+            return Parsed(event_id, journal.entry_type, journal=named_journal, at=journal.at)
         if stream is Stream.NTA:
             nta = NTAEvent.model_validate(payload)
             details: dict[str, Any] = {"system_date": nta.system_date.isoformat()}
@@ -384,8 +435,22 @@ def parse(stream: Stream, data: str) -> Parsed:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         return _dead(stream, event_id, "invalid", f"{where}: {first['msg']}", data)
-    if (refused := _classified(stream, event_id, kind, status, at, data)) is not None:
+    refused = _classified(stream, event_id, kind, status, at, data)
+    if refused is not None and not (kind in IF_TYPES and refused.dead is not None and refused.dead.reason == STATUS):
         return refused
+    found = _hint(stream, event_id, kind, details, text, at, data)
+    if refused is not None and found.dead is None:
+        # an undocumented status (a SETTLED has been seen): dead-lettered for the record and counted, and the
+        # transfer it names is still read over REST, whose status is the truth (nothing is decided on this one)
+        return dataclasses.replace(found, kind="invalid", dead=refused.dead)
+    return found
+
+
+STATUS = "unknown_status"
+
+
+def _hint(stream: Stream, event_id: str, kind: str, details: Any, text: str, at: datetime, data: str) -> Parsed:
+    """What an activity of ``kind`` names: the transfer (from its details or description) and its system date."""
     if kind not in IF_TYPES:
         return Parsed(event_id, kind, at=at)
     named: object = details.get("transfer_id") if isinstance(details, dict) else None
@@ -411,7 +476,7 @@ def _classified(stream: Stream, event_id: str, kind: str, status: str, at: datet
     if kind not in KNOWN_ACTIVITY_TYPES:
         return _dead(stream, event_id, "unknown_type", f"activity type {kind!r}", raw)
     if status not in KNOWN_ACTIVITY_STATUSES:
-        return _dead(stream, event_id, "unknown_status", f"activity status {status!r}", raw)
+        return _dead(stream, event_id, STATUS, f"activity status {status!r}", raw)
     return None
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from funding import ids
 from funding.errors import ConfigError
 
 ENV_PREFIX = "SETTLEKEEPER_"
@@ -94,6 +95,10 @@ class Settings(BaseSettings):
 
     streams: str = "activities,journals"
     """Comma-separated streams the listener reads: ``activities``, ``journals``, ``nta``."""
+    stream_path_activities: str = "/v2beta1/events/activities"
+    stream_path_journals: str = "/v2/events/journals/status"
+    stream_path_nta: str = "/v1/events/nta"
+    """Where each stream lives (a 301/308 to another events path of the same host is followed and logged)."""
     stream_history_days: int = Field(default=3, ge=0)
     """With no stored cursor, replay this many days of history (``since``) on the first connect."""
     heartbeat_seconds: Seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -225,6 +230,13 @@ class Settings(BaseSettings):
             raise ValueError("expected a comma-separated subset of activities, journals, nta")
         return ",".join(names)
 
+    @field_validator("stream_path_activities", "stream_path_journals", "stream_path_nta")
+    @classmethod
+    def _stream_path(cls, value: str) -> str:
+        if not ids.STREAM_PATH.fullmatch(value):
+            raise ValueError("expected an events path such as /v2/events/journals/status")
+        return value
+
     @field_validator("clock")
     @classmethod
     def _clock(cls, value: str) -> str:
@@ -295,6 +307,14 @@ class Settings(BaseSettings):
     @property
     def stream_names(self) -> list[str]:
         return self.streams.split(",")
+
+    def stream_path(self, stream: str) -> str:
+        """The path of ``activities``, ``journals`` or ``nta``."""
+        return {
+            "activities": self.stream_path_activities,
+            "journals": self.stream_path_journals,
+            "nta": self.stream_path_nta,
+        }[stream]
 
     @property
     def live_broker(self) -> bool:

@@ -24,6 +24,8 @@ _ULID = re.compile(r"[0-7][0-9A-TV-Z]{25}", re.IGNORECASE)
 1 and 0 (Alpaca's own examples use them), U is not a digit."""
 _ULID_ALIASES = str.maketrans("ILO", "110")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+STREAM_PATH = re.compile(r"/v[0-9]+(?:beta[0-9]+)?/events(?:/[a-z_-]+)+")
+"""An Alpaca events (SSE) path: configured, or reached by a redirect the stream reader follows."""
 _MARKET = re.compile(r"[A-Z]{2,10}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

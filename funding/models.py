@@ -275,6 +275,10 @@ class JITLimits(WireModel):
     cash_held: Amount | None = None
 
 
+def _object_or_empty(value: Any) -> Any:
+    return value if isinstance(value, dict) else {}
+
+
 class ActivityEvent(WireModel):
     """``ActivityEventV2`` from ``/v2beta1/events/activities``."""
 
@@ -284,7 +288,8 @@ class ActivityEvent(WireModel):
     activity_type: str
     status: str
     net_amount: Amount | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: Annotated[dict[str, Any], BeforeValidator(_object_or_empty)] = Field(default_factory=dict)
+    """What the document defines per activity type; another shape (a list, a string) is read as nothing."""
     description: str | None = None
 
 

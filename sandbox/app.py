@@ -75,6 +75,8 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             response = await handler(request)
         except SandboxError as refusal:
             response = error_response(refusal.status, refusal.message, refusal.code)
+        except web.HTTPMove as moved:
+            response = web.Response(status=moved.status, headers={"Location": str(moved.location)})
         except web.HTTPException as http:
             response = error_response(http.status, http.reason)
     if not response.prepared:

@@ -278,9 +278,16 @@ async def _close_streams(app: web.Application) -> None:
             await response.write_eof()
 
 
+async def moved_to_v2(request: web.Request) -> web.StreamResponse:
+    """``/v2beta1/events/journals/status`` → 308 to ``/v2/...`` (the redirect Alpaca's document announces)."""
+    target = request.rel_url.with_path(request.path.replace("/v2beta1/", "/v2/", 1))
+    raise web.HTTPPermanentRedirect(str(target))
+
+
 def add_routes(app: web.Application) -> None:
     app[OPEN_STREAMS] = OpenStreams()
     app.router.add_get("/v2beta1/events/activities", handler(StreamName.ACTIVITIES))
     app.router.add_get("/v2/events/journals/status", handler(StreamName.JOURNALS))
+    app.router.add_get("/v2beta1/events/journals/status", moved_to_v2)
     app.router.add_get("/v1/events/nta", handler(StreamName.NTA))
     app.on_shutdown.append(_close_streams)

@@ -45,6 +45,14 @@ class ListenerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.oddities = Counter(
+            "stream_oddities",
+            "Input read despite being looser than Alpaca's document (null or missing fields, undocumented values "
+            "or shapes, a redirect), by kind: recorded as far as it goes, never acted on beyond that.",
+            ["stream", "oddity"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.reconnects = Counter(
             "stream_reconnects",
             "Stream reconnections, by reason.",

@@ -26,10 +26,12 @@ from broker.stream import (
     ConnectInfo,
     Oversized,
     Parsed,
+    Redirected,
     Stream,
     StreamClosed,
     open_stream,
     parse,
+    redirect_path,
     stream_session,
 )
 from config.settings import Settings
@@ -71,6 +73,8 @@ class StreamReader:
     ) -> None:
         self.spec = SPECS[stream]
         self.settings = settings
+        self.path = settings.stream_path(stream.value)
+        """Where the stream is read; a safe redirect moves it (logged once, counted)."""
         self.store = store
         self.metrics = metrics
         self._token = token
@@ -88,6 +92,7 @@ class StreamReader:
         self._cursor: str | None = None
         self._queue: asyncio.Queue[Parsed] = asyncio.Queue(maxsize=BATCH * 8)
         self._counters: dict[str, Counter] = {}
+        self._oddities_seen: set[str] = set()
 
     @property
     def name(self) -> str:
@@ -114,7 +119,7 @@ class StreamReader:
                     return
                 self.metrics.reconnects.labels(self.name, reason).inc()
                 attempt = 0 if healthy or reason == "rewind" else attempt + 1
-                if reason == "rewind":
+                if reason in ("rewind", "redirected"):
                     continue
                 delay = random.uniform(
                     0, min(self.settings.backoff_cap_seconds, self.settings.backoff_base_seconds * 2**attempt)
@@ -134,7 +139,7 @@ class StreamReader:
             async with open_stream(
                 session,  # type: ignore[arg-type]
                 info,
-                self.settings.broker_url + self.spec.path,
+                self.settings.broker_url + self.path,
                 params=params,
                 headers={"Authorization": _basic(self.settings)},
                 on_comment=self._comment,
@@ -159,6 +164,8 @@ class StreamReader:
             await self._queue.join()  # everything read before the drop is committed: the cursor is exact
             log.warning("stream_rewind", stream=self.name, cursor=await self.store.cursor(self.name))
             return "rewind", True
+        except Redirected as exc:
+            return self._redirected(exc.location)
         except StreamClosed as exc:
             log.info("stream_closed", stream=self.name, detail=str(exc))
             return "closed", time.monotonic() - started >= self.settings.healthy_reset_seconds
@@ -174,6 +181,32 @@ class StreamReader:
             stop_wait.cancel()
             self.connected = False
             self.metrics.connected.labels(self.name).set(0)
+
+    def _oddity(self, oddity: str, event_id: str) -> None:
+        """Count input looser than the document; say so once per kind (the metric counts every one)."""
+        self.metrics.oddities.labels(self.name, oddity).inc()
+        if oddity not in self._oddities_seen:
+            self._oddities_seen.add(oddity)
+            log.warning("stream_oddity", stream=self.name, oddity=oddity, event_id=event_id, read="as far as it goes")
+
+    def _redirected(self, location: str) -> tuple[str, bool]:
+        """Follow a redirect to an events path of the same host (Alpaca moves ``/v2beta1`` streams to ``/v2``);
+        refuse any other."""
+        target = redirect_path(self.settings.broker_url, location)
+        if target is None:
+            self.metrics.oddities.labels(self.name, "redirect_refused").inc()
+            log.error("stream_redirect_refused", stream=self.name, path=self.path, location=location[:200])
+            return "refused", False
+        self.metrics.oddities.labels(self.name, "redirected").inc()
+        log.warning(
+            "stream_redirected",
+            stream=self.name,
+            path=self.path,
+            to=target,
+            hint=f"set SETTLEKEEPER_STREAM_PATH_{self.name.upper()}={target}",
+        )
+        self.path = target  # logged once: the next connect goes there directly
+        return "redirected", True
 
     async def _stored_cursor(self) -> str | None:
         """The stored cursor; one that is not a ULID (written before ids were checked) is not resumed from."""
@@ -284,6 +317,8 @@ class StreamReader:
             if item.dead is not None:
                 dead.append(item.dead)
                 dead_ids[item.dead] = item.event_id
+            for oddity in item.oddities:
+                self._oddity(oddity, item.event_id)
             if item.transfer_id:
                 hints[item.transfer_id] = None
                 if item.system_date:

@@ -28,6 +28,7 @@ from broker.stream import (
     ConnectInfo,
     Message,
     Oversized,
+    Redirected,
     StreamClosed,
     _Lines,
     open_stream,
@@ -332,9 +333,8 @@ async def test_refused_response_with_an_open_body_is_closed(
         [reply(200, "application/json")],
         [reply(204)],
         [reply(202)],
-        [reply(302, Location="/login"), reply(200, "text/html", hold=True)],
     ],
-    ids=["200-html", "200-json", "204", "202", "302-to-html"],
+    ids=["200-html", "200-json", "204", "202"],
 )
 async def test_not_an_event_stream_is_a_transport_error(
     script: ScriptFactory, http: Http, responders: list[Responder]
@@ -343,6 +343,19 @@ async def test_not_an_event_stream_is_a_transport_error(
     server = await script(*responders)
     await refused(http, server.url, TransportError)
     assert len(server.queries) == len(responders)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed_by_aiohttp_but_reported_with_its_location(
+    script: ScriptFactory, http: Http, status: int
+) -> None:
+    """A redirect raises Redirected (a TransportError) with its Location, after one request: the reader decides
+    whether the target is safe to follow with the credentials (redirect_path), never aiohttp."""
+    server = await script(reply(status, Location="/login"), reply(200, "text/html", hold=True))
+    err = await refused(http, server.url, Redirected)
+    assert isinstance(err, Redirected)
+    assert err.location == "/login"
+    assert len(server.queries) == 1
 
 
 async def test_refused_connect_is_a_transport_error_without_library_retries(http: Http) -> None:

@@ -34,7 +34,9 @@ BAD_INPUT: list[Any] = [
     pytest.param(lambda a: json.dumps(activity(a, details={})), "missing_field", id="mem-without-transfer-id"),
     pytest.param(lambda a: json.dumps(activity(a, account_id=None)), "invalid", id="missing-account-id"),
     pytest.param(lambda a: json.dumps(activity(a, activity_type="XYZ")), "unknown_type", id="unknown-type"),
-    pytest.param(lambda a: json.dumps(activity(a, status="exploded")), "unknown_status", id="unknown-status"),
+    pytest.param(
+        lambda a: json.dumps(activity(a, activity_type="FEE", status="exploded")), "unknown_status", id="unknown-status"
+    ),
     pytest.param(lambda a: json.dumps(activity(a, net_amount="12,50")), "invalid", id="amount-not-decimal"),
     pytest.param(lambda a: json.dumps(activity(a, net_amount="NaN")), "invalid", id="amount-not-finite"),
 ]
