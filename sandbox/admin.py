@@ -120,8 +120,8 @@ async def delete_faults(request: web.Request) -> web.Response:
 
 
 async def get_requests(request: web.Request) -> web.Response:
-    """Every Broker API request the sandbox received (latest 100,000): method, raw path, query string."""
-    rows = [{"method": m, "path": p, "query": q} for m, p, q in request.app[RUNTIME].requests]
+    """Every Broker API request the sandbox received (latest 100,000): method, raw path, query string, body."""
+    rows = [{"method": m, "path": p, "query": q, "body": b} for m, p, q, b in request.app[RUNTIME].requests]
     return web.json_response({"requests": rows})
 
 

@@ -18,7 +18,7 @@ from funding.calendar import TradingCalendar
 from sandbox import activity_history, admin, api, event_streams, markets
 from sandbox.clock_control import SandboxClock
 from sandbox.engine import Engine
-from sandbox.http import RATE_HEADERS, RUNTIME, Runtime, error_response, runtime
+from sandbox.http import LOGGED_BODY_BYTES, RATE_HEADERS, RUNTIME, Runtime, error_response, runtime
 from sandbox.state import SandboxError, SeedConfig
 
 TICK_SECONDS = 0.05
@@ -56,7 +56,9 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     }
     request[RATE_HEADERS] = headers
     if not request.path.startswith("/sandbox/"):
-        rt.requests.append((request.method, request.raw_path.split("?", 1)[0], request.query_string))
+        size = request.content_length or 0
+        body = (await request.text()) if request.can_read_body and 0 < size <= LOGGED_BODY_BYTES else ""
+        rt.requests.append((request.method, request.raw_path.split("?", 1)[0], request.query_string, body))
     response: web.StreamResponse
     if not _authorized(
         request, rt.settings.sandbox_key.get_secret_value(), rt.settings.sandbox_secret.get_secret_value()

@@ -20,6 +20,8 @@ from sandbox.state import SandboxError, SeedConfig
 
 REQUEST_LOG_SIZE = 100_000
 """Requests remembered for ``GET /sandbox/requests`` (the oldest are forgotten first)."""
+LOGGED_BODY_BYTES = 65536
+"""A request body longer than this is logged as "" (a 50,000-transfer settlement is megabytes)."""
 
 
 @dataclass
@@ -46,9 +48,9 @@ class Runtime:
     engine: Engine
     faults: FaultBoard = field(default_factory=FaultBoard)
     rate: RateWindow = field(default_factory=RateWindow)
-    requests: deque[tuple[str, str, str]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
-    """(method, path, query string) of the latest Broker API requests (``GET /sandbox/requests``): what a
-    test asserts a client did, and did not, ask for."""
+    requests: deque[tuple[str, str, str, str]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
+    """(method, path, query string, body) of the latest Broker API requests (``GET /sandbox/requests``): what a
+    test asserts a client did, and did not, ask for; a body is kept up to :data:`LOGGED_BODY_BYTES`."""
     heartbeat_seconds: float = 15.0
 
     def reset(self, seed: SeedConfig) -> Engine:

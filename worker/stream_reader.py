@@ -220,8 +220,10 @@ class StreamReader:
     def _params(self) -> dict[str, str]:
         if self._cursor:
             return {self.spec.cursor_param: self._cursor}
-        since = self._now() - timedelta(days=self.settings.stream_history_days)
-        return {"since": since.astimezone(UTC).date().isoformat()}
+        day = (self._now() - timedelta(days=self.settings.stream_history_days)).astimezone(UTC).date()
+        if self.spec.name is Stream.NTA:  # v1: a date; v2: a date-time (the document's formats for ``since``)
+            return {"since": day.isoformat()}
+        return {"since": f"{day.isoformat()}T00:00:00Z"}
 
     def _comment(self, text: str) -> None:
         self.last_alive = time.time()

@@ -4,11 +4,13 @@ document gives it (contract/alpaca-broker-openapi.yaml, a verbatim copy), never 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
@@ -268,3 +270,76 @@ def examples_of(name: str) -> list[tuple[str, Any]]:
     if not composed or composed is _MISSING or errors(composed, f"#/components/schemas/{name}"):
         return []  # the properties' examples do not make a valid instance
     return [(f"{name} (composed from its properties' examples)", composed)]
+
+
+def _parameters(method: str, template: str) -> dict[str, dict[str, Any]]:
+    """The query parameters an operation documents, by name (path-level ones included)."""
+    item = document()["paths"][template]
+    listed = [*item.get("parameters", []), *item[method.lower()].get("parameters", [])]
+    resolved = [_resolve(p) for p in listed]
+    return {p["name"]: p for p in resolved if p.get("in") == "query"}
+
+
+def _typed(value: str, schema: dict[str, Any]) -> Any:
+    """A query string value as the type its schema names (what a server would read it as)."""
+    kind = schema.get("type")
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+    except ValueError:
+        return value
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(value, value)
+    if kind == "array":
+        return [_typed(part, _resolve(schema.get("items", {}))) for part in value.split(",")]
+    return value
+
+
+def request_errors(method: str, path: str, query: str, body: str) -> list[str]:
+    """Every way one request breaks the document: an undocumented path or query parameter, a value outside its
+    schema (type, format, enum, minimum), a missing required parameter, a body outside the request schema."""
+    try:
+        template = operation_path(path)
+    except KeyError as exc:
+        return [str(exc)]
+    operation = document()["paths"][template].get(method.lower())
+    if operation is None:
+        return [f"{method} {template} is not an operation of the document"]
+    params = _parameters(method, template)
+    found: list[str] = []
+    given = parse_qsl(query, keep_blank_values=True)
+    for name, value in given:
+        if name not in params:
+            found.append(f"{method} {template}: query parameter {name!r} is not documented")
+            continue
+        pointer = _parameter_pointer(method, template, name)
+        found += [
+            f"{method} {template} ?{name}={value[:40]}: {p}"
+            for p in errors(_typed(value, _resolve(params[name]["schema"])), pointer)
+        ]
+    for name, param in params.items():
+        if param.get("required") and name not in dict(given):
+            found.append(f"{method} {template}: required query parameter {name!r} is missing")
+    schema = (operation.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
+    if body and schema is not None:
+        base = ["paths", template, method.lower(), "requestBody", "content", "application/json", "schema"]
+        found += [f"{method} {template} body: {p}" for p in errors(json.loads(body), "#/" + _pointer(*base))]
+    return found
+
+
+def _parameter_pointer(method: str, template: str, name: str) -> str:
+    """The pointer to a query parameter's schema (inline or under components/parameters)."""
+    item = document()["paths"][template]
+    for where, listed in (
+        ("", item.get("parameters", [])),
+        (method.lower(), item[method.lower()].get("parameters", [])),
+    ):
+        for index, param in enumerate(listed):
+            if _resolve(param).get("name") == name:
+                if "$ref" in param:
+                    return param["$ref"] + "/schema"
+                parts = ["paths", template, *([where] if where else []), "parameters", str(index), "schema"]
+                return "#/" + _pointer(*parts)
+    raise KeyError(name)
