@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from broker.client import BrokerClient
-from broker.stream import Stream
+from broker.events import Stream
 from config.settings import Settings
 from funding.calendar import TradingCalendar
 from funding.clock import FixedClock, WallClock

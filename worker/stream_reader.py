@@ -20,17 +20,14 @@ import redis
 import structlog
 from prometheus_client import Counter
 
+from broker.events import SPECS, Parsed, Stream, parse
 from broker.stream import (
     MAX_LINE_BYTES,
-    SPECS,
     ConnectInfo,
     Oversized,
-    Parsed,
     Redirected,
-    Stream,
     StreamClosed,
     open_stream,
-    parse,
     redirect_path,
     stream_session,
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from broker.stream import Stream, parse
+from broker.events import Stream, parse
 from funding.models import NTAEvent
 from funding.money import dumps_decimal_numbers, loads_exact
 

@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import worker.stream_reader
-from broker.stream import Parsed, Stream, parse
+from broker.events import Parsed, Stream, parse
 from store import keys
 from store.transfers import TransferStore
 from tests.support.listener import ListenerFactory, RunningListener, eventually

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from ulid import ULID
 
-from broker.stream import Stream
+from broker.events import Stream
 from funding import ids
 from sandbox.event_log import StreamName
 from sandbox.http import RUNTIME
