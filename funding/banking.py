@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from functools import cached_property
 
 import holidays
 
-from funding.calendar import at_et, to_et
+from funding.calendar import at_et, first_day, to_et
 
 WIRE_WINDOW = (time(8, 0), time(8, 30))
 """Incoming Fed wires are booked between 08:00 and 08:30 ET of a banking day (Alpaca's "Daily Processes")."""
@@ -59,17 +59,11 @@ class BankingCalendar:
 
     def next_banking_day(self, day: date) -> date:
         """The first banking day strictly after ``day``."""
-        candidate = day + timedelta(days=1)
-        while not self.is_banking_day(candidate):
-            candidate += timedelta(days=1)
-        return candidate
+        return first_day(day, 1, self.is_banking_day)
 
     def previous_banking_day(self, day: date) -> date:
         """The last banking day strictly before ``day``."""
-        candidate = day - timedelta(days=1)
-        while not self.is_banking_day(candidate):
-            candidate -= timedelta(days=1)
-        return candidate
+        return first_day(day, -1, self.is_banking_day)
 
     def wire_booked_at(self, sent_at: datetime) -> datetime:
         """The earliest instant a wire sent at ``sent_at`` can be booked: inside the 08:00–08:30 ET window of a

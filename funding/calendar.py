@@ -8,7 +8,7 @@ the sandbox computes them with :meth:`TradingCalendar.system_date_for` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cached_property
@@ -38,6 +38,14 @@ def to_et(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no business meaning here; pass an aware datetime")
     return moment.astimezone(ET)
+
+
+def first_day(day: date, step: int, wanted: Callable[[date], bool]) -> date:
+    """The first day after (``step`` 1) or before (-1) ``day`` that is ``wanted``."""
+    candidate = day + timedelta(days=step)
+    while not wanted(candidate):
+        candidate += timedelta(days=step)
+    return candidate
 
 
 def at_et(day: date, clock_time: time) -> datetime:
@@ -82,17 +90,11 @@ class TradingCalendar:
 
     def next_trading_day(self, day: date) -> date:
         """The first trading day strictly after ``day``."""
-        candidate = day + timedelta(days=1)
-        while not self.is_trading_day(candidate):
-            candidate += timedelta(days=1)
-        return candidate
+        return first_day(day, 1, self.is_trading_day)
 
     def previous_trading_day(self, day: date) -> date:
         """The last trading day strictly before ``day``."""
-        candidate = day - timedelta(days=1)
-        while not self.is_trading_day(candidate):
-            candidate -= timedelta(days=1)
-        return candidate
+        return first_day(day, -1, self.is_trading_day)
 
     def trading_day_on_or_after(self, day: date) -> date:
         """``day`` itself when it trades, otherwise the next trading day."""
