@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -35,10 +34,11 @@ from funding.errors import KillSwitchOn, RunLockLost, Waiting
 from funding.models import IFStatus, InstantFunding, SettlementStatus
 from funding.money import ZERO, display, late_interest, wire
 from funding.outcomes import SettleOutcome
-from funding.planning import Plan, chunks, costs, debit_risk, make_plan
+from funding.planning import Plan, chunks, costs
 from jobs import ladder
 from jobs.job_metrics import settle_finished
 from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
+from jobs.settle_plan import left_of, read_plan, unsettled
 from jobs.settlements import dry_run_batch, find_settlement, follow_settlement, post_settlement, settle_batch
 from store import keys
 from store.audit import Intent, IntentStatus
@@ -193,7 +193,7 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
     """Plan, fund and settle once; returns ``done``, ``nothing_due``, ``replan``, ``dry_run``, ``refused``
     or ``failed``. A kill switch met on the way leaves every transfer not settled yet in the report."""
     await _wait_for_other_settlements(ctx)  # first: what they settle meanwhile is no longer due
-    due = await _unsettled(ctx, deadline)
+    due = await unsettled(ctx, deadline)
     if not due:
         await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
         return SettleOutcome.DONE if report["settled"] else SettleOutcome.NOTHING_DUE
@@ -205,7 +205,7 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
             return SettleOutcome.REFUSED
         outcome = await _fund_and_settle(ctx, deadline, plan, report, settled)
     except KillSwitchOn as kill:
-        report["left"] = _left((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
+        report["left"] = left_of((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
         raise
     if outcome is not None:
         return outcome
@@ -213,24 +213,17 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
     summary = costs(on_time, plan.selected, ctx.settings.fed_upper_bound)
     await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
     await _transfer_costs(ctx, deadline, on_time, plan.selected)
-    if not plan.left and await _unsettled(ctx, deadline):
+    if not plan.left and await unsettled(ctx, deadline):
         return SettleOutcome.REPLAN
     return SettleOutcome.DONE
 
 
 async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], report: dict[str, Any]) -> Plan:
     """What to settle from SI + RF; when RF is short, who goes first, what is left (reported, alerted)."""
-    settings = ctx.settings
-    si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
-    rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
-    rf_available = min(rf.cash_transferable, await ctx.guard.fund_budget(deadline))
-    plan = make_plan(deadline, due, si_cash=si_cash, rf_available=rf_available)
-    if plan.left:  # short: who goes first depends on the debit their cancellation would leave
-        cash = {}
-        for account_no in {t.account_no for t in due}:
-            cash[account_no] = (await ctx.broker.trade_account(await ctx.account_id(account_no))).cash
-        plan = make_plan(deadline, due, si_cash=si_cash, rf_available=rf_available, at_risk=debit_risk(due, cash))
-        report["left"] = _left(plan.left)
+    plan, _ = await read_plan(ctx, deadline, due)
+    si_cash = plan.si_cash
+    if plan.left:
+        report["left"] = left_of(plan.left)
         short = sum((t.remaining_payable for t, _ in plan.left), Decimal(0))
         await ctx.alert(
             "rf_short",
@@ -287,14 +280,6 @@ async def _fund_and_settle(
     return None
 
 
-def _left(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, str]]:
-    """The report's ``left``: each transfer left unsettled, with why."""
-    return [
-        {"transfer_id": str(t.id), "account_no": t.account_no, "amount": wire(t.remaining_payable), "why": why}
-        for t, why in transfers
-    ]
-
-
 async def _settlement_failed(ctx: JobContext, deadline: date) -> SettleOutcome:
     """Count a FAILED settlement of ``deadline`` (seen now or on a resume): ``replan``, or ``failed`` and page."""
     failures = await ctx.redis.hincrby(keys.plan(deadline), "failed_rounds", 1)
@@ -335,20 +320,6 @@ async def _transfer_costs(
             )
         pipe.expire(keys.transfer_costs(deadline), 400 * 86400)
         await pipe.execute()
-
-
-async def _unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
-    """Transfers due on ``deadline`` that still need paying, minus those in a settlement of ours in flight."""
-    rows = [
-        t
-        for status in (IFStatus.EXECUTED, IFStatus.PENDING)
-        for t in await ctx.broker.list_transfers(status=status, deadline=deadline)
-    ]
-    busy: set[str] = set()
-    for intent in await ctx.ledger.intents_for(deadline.isoformat()):
-        if intent.kind == "settle" and intent.status in (IntentStatus.PLANNED, IntentStatus.SENT):
-            busy |= await ctx.ledger.intent_transfers(intent.key)
-    return [t for t in rows if str(t.id) not in busy and t.source_account_no == ctx.settings.si_account_no]
 
 
 async def _wait_for_other_settlements(ctx: JobContext) -> None:

@@ -30,6 +30,31 @@ return used + tonumber(ARGV[1])
 """
 
 
+async def kill_switch_state(client: aioredis.Redis) -> dict[str, str] | None:
+    """The kill switch as ``settlekeeper status`` shows it: its reason, who set it and since when (``unknown``
+    when it was set straight in Redis), or None when it is off."""
+    reason = await client.get(keys.KILL_SWITCH)
+    if reason is None:
+        return None
+    meta = {text(k): text(v) for k, v in (await client.hgetall(keys.KILL_SWITCH_META)).items()}
+    return {"reason": text(reason), "by": meta.get("by", "unknown"), "since": meta.get("since", "unknown")}
+
+
+async def set_kill_switch(client: aioredis.Redis, reason: str, by: str, since: str) -> None:
+    """Pause every money movement: the next money call of every job stops (:meth:`Guardrails.before_call`)."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.set(keys.KILL_SWITCH, reason)
+        pipe.delete(keys.KILL_SWITCH_META)
+        pipe.hset(keys.KILL_SWITCH_META, mapping={"by": by, "since": since})
+        await pipe.execute()
+
+
+async def clear_kill_switch(client: aioredis.Redis) -> bool:
+    """Resume; True when it was set."""
+    removed = await client.delete(keys.KILL_SWITCH, keys.KILL_SWITCH_META)
+    return bool(removed)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the guardrails allow for one movement."""

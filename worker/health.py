@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from store import keys
 from store.lease import Lease
 from worker.listener_metrics import ListenerMetrics
 
@@ -44,6 +48,18 @@ class Health:
             ok = self.redis_ok and self.role == "standby"
         ok = ok and self.credentials_ok
         return ok, {"role": self.role, "redis": self.redis_ok, "credentials": self.credentials_ok, "streams": streams}
+
+
+async def publish_state(health: Health, holder: str, since: float, ttl: float) -> None:
+    """Write the leader's own report for ``settlekeeper status`` (``sk:listener``), expiring after ``ttl``."""
+    streams = {r.name: {"connected": r.connected, "last_alive": r.last_alive or None} for r in health.readers}
+    async with health.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.LISTENER_STATE,
+            mapping={"holder": holder, "since": since, "updated_at": time.time(), "streams": json.dumps(streams)},
+        )
+        pipe.expire(keys.LISTENER_STATE, max(1, math.ceil(ttl)))
+        await pipe.execute()
 
 
 def health_app(health: Health, metrics: ListenerMetrics) -> web.Application:

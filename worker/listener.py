@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
 from datetime import datetime
 from typing import Any
@@ -30,7 +32,7 @@ from store.clients import async_client, describe, sync_client
 from store.lease import Lease
 from store.transfers import TransferStore
 from worker.credentials import Credentials
-from worker.health import Health, health_app
+from worker.health import Health, health_app, publish_state
 from worker.limits import LimitsMonitor
 from worker.listener_metrics import ListenerMetrics
 from worker.resolver import Resolver
@@ -195,9 +197,22 @@ class Listener:
             asyncio.create_task(scheduler.run(halt), name="schedule"),
             asyncio.create_task(limits.run(halt), name="limits"),
         ]
+        tasks.append(asyncio.create_task(self._publish_state(halt), name="state"))
         if isinstance(self._clock, FixedClock):
             tasks.append(asyncio.create_task(self._follow_clock(broker, self._clock, halt), name="clock"))
         return tasks, resolver
+
+    async def _publish_state(self, halt: asyncio.Event) -> None:
+        """While leading, report who leads and each stream's state for ``settlekeeper status`` (best effort)."""
+        holder, since = f"{socket.gethostname()}:{os.getpid()}", time.time()
+        every = self.lease.renew_every
+        while not halt.is_set():
+            try:
+                await publish_state(self.health, holder, since, ttl=3 * every)
+            except redis.RedisError as exc:
+                log.warning("listener_state_not_published", error=str(exc)[:200])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(halt.wait(), timeout=every)
 
     @staticmethod
     def _failures(ended: list[asyncio.Task[Any]]) -> AuthenticationError | None:
