@@ -55,7 +55,57 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--week-of", type=date.fromisoformat, help="a day of the week to play (default 2026-11-23)")
     demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
     demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
+    _oncall(commands)
     return parser
+
+
+ONCALL = ("status", "pause", "resume", "settle", "cover")
+"""The commands an operator runs against a deployment (cli/control.py); exit 0 fine, 1 a problem, 2 usage."""
+
+
+def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cli.control import parse_day
+
+    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text}.",
+            epilog=f"example: {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--json", action="store_true", help="exact machine output (amounts as decimal strings)")
+        return sub
+
+    status = command(
+        "status",
+        "what is due, what can pay it, the listener, the queues, the guardrails and the open alerts",
+        "settlekeeper status --watch  (exit 1 when something needs a human before the next cutoff)",
+    )
+    status.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    status.add_argument("--every", type=_positive, default=5.0, help="seconds between refreshes (default 5)")
+    pause = command(
+        "pause", "stop every money movement (the kill switch), audited", 'settlekeeper pause --reason "RF wire late"'
+    )
+    pause.add_argument("--reason", required=True, help="why: shown by status and in every alert it causes")
+    pause.add_argument("--by", help="who (default: user@host)")
+    resume = command("resume", "let money move again, audited", "settlekeeper resume")
+    resume.add_argument("--by", help="who (default: user@host)")
+    settle = command(
+        "settle",
+        "run the settle phase for a deadline now (the same job, a manual job id)",
+        "settlekeeper settle --deadline 2026-11-24 --dry-run",
+    )
+    cover = command(
+        "cover",
+        "cover one account's debit now (the same job, a manual job id)",
+        "settlekeeper cover --account 8100000001 --deadline 2026-11-24",
+    )
+    cover.add_argument("--account", required=True, help="the customer account number")
+    for sub in (settle, cover):
+        sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
+        sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
+        sub.add_argument("--wait", type=_positive, default=120.0, help="seconds to wait for a worker (default 120)")
 
 
 def _port(text: str) -> int:
@@ -181,7 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"settlekeeper: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings)
+    if args.command in ONCALL:  # their output is stdout; what they log goes to stderr
+        from cli import control
+
+        configure_logging(settings, sys.stderr)
+        return control.run(settings, getattr(control, args.command), args)
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
     elif args.command == "listen":

@@ -13,6 +13,7 @@ alert ladder's 20:00 ``cancellations`` alert once no account those cancellations
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -76,6 +77,25 @@ async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, A
         return report
 
 
+async def cover_amount(ctx: JobContext, account_id: str, account_no: str, deadline: date) -> tuple[Decimal, Decimal]:
+    """(the account's cash, what a cover would journal): the debit, or with ``cover_only_if_debits`` only the
+    part of it the day's IF cancellations caused. Reads only (``settlekeeper cover --dry-run`` shows it)."""
+    cash = (await ctx.broker.trade_account(account_id)).cash
+    if cash >= 0:
+        return cash, ZERO
+    if not ctx.settings.cover_only_if_debits:
+        return cash, -cash
+    canceled = sum(
+        (
+            t.amount
+            for t in await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
+            if t.account_no == account_no
+        ),
+        ZERO,
+    )
+    return cash, min(-cash, canceled)
+
+
 async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> dict[str, Any]:
     report: dict[str, Any] = {"account_no": account_no, "deadline": str(deadline)}
     account_id = await ctx.account_id(account_no)
@@ -89,25 +109,14 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
     if intent is not None and intent.status == IntentStatus.DONE:
         return await _verify(ctx, intent, account_id, report, True)
     attempt = retry_attempt(intent)
-    cash = (await ctx.broker.trade_account(account_id)).cash
+    cash, amount = await cover_amount(ctx, account_id, account_no, deadline)
     if cash >= 0:
         await ctx.ledger.note("no_debit", "cover", key, cash=str(cash))
         return {**report, "outcome": CoverOutcome.NO_DEBIT, "cash": wire(cash)}
     debit = -cash
-    amount = debit
-    if ctx.settings.cover_only_if_debits:
-        canceled = sum(
-            (
-                t.amount
-                for t in await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
-                if t.account_no == account_no
-            ),
-            ZERO,
-        )
-        amount = min(debit, canceled)
-        if amount <= 0:
-            await ctx.ledger.note("not_if_debit", "cover", key, debit=str(debit))
-            return {**report, "outcome": CoverOutcome.NOT_IF_DEBIT, "debit": wire(debit)}
+    if amount <= 0:
+        await ctx.ledger.note("not_if_debit", "cover", key, debit=str(debit))
+        return {**report, "outcome": CoverOutcome.NOT_IF_DEBIT, "debit": wire(debit)}
     days = ctx.calendar.interest_days(ctx.calendar.next_trading_day(deadline))
     estimate = margin_interest(debit, ctx.settings.margin_rate, days)
     await ctx.redis.hset(keys.costs(deadline), f"margin_interest:{account_no}", str(estimate))

@@ -179,6 +179,23 @@ def job_function(connection: redis.Redis, job_id: str) -> str:
         return "?"
 
 
+def enqueue_manual(connection: redis.Redis, kind: str, day: str, account_no: str = "") -> str:
+    """An operator's run now, the same job as the schedule's (``settle`` or ``cover``), under a manual id
+    (``manual-settle-<day>-<n>``, ``manual-cover-<account>-<day>-<n>``); returns the job id."""
+    n = int(connection.incr(keys.MANUAL_SEQ))
+    if kind == "settle":
+        func, queue_name = PHASE_JOBS["settle"]
+        return _enqueued(connection, queue_name, func, {"phase": "manual", "deadline": day}, f"manual-settle-{day}-{n}")
+    func, queue_name = ACTION_JOBS["cover"]
+    kwargs = {"deadline": day, "account_no": account_no}
+    return _enqueued(connection, queue_name, func, kwargs, f"manual-cover-{account_no}-{day}-{n}")
+
+
+def _enqueued(connection: redis.Redis, queue_name: str, func: str, kwargs: dict[str, Any], job_id: str) -> str:
+    enqueue_once(connection, queue_name, func, kwargs, job_id)
+    return job_id
+
+
 def enqueue_phase(connection: redis.Redis, phase: str, day: str) -> bool:
     """Enqueue a business phase for ``day`` once (job id ``phase-<name>-<day>``); False if it already was."""
     func, queue_name = PHASE_JOBS[phase]

@@ -80,6 +80,8 @@ AUDIT = f"{PREFIX}audit"
 """Stream: append-only audit trail of decisions and money movements (never trimmed)."""
 KILL_SWITCH = f"{PREFIX}kill"
 KILL_SWITCH_META = f"{PREFIX}kill_meta"
+MANUAL_SEQ = f"{PREFIX}manual_seq"
+"""Integer: runs an operator asked for by hand (``settlekeeper settle``/``cover``): makes their job ids unique."""
 """Hash: who set the kill switch and since when (``settlekeeper pause``); absent when set straight in Redis."""
 LISTENER_STATE = f"{PREFIX}listener"
 """Hash: the leading listener's own report (holder, term start, each stream's connection and liveness),
