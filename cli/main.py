@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
     demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
     _oncall(commands)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a deployment before it goes live: one line per check, exit 1 on any failure",
+        epilog="example: settlekeeper doctor",
+    )
+    doctor.add_argument("--json", action="store_true", help="exact machine output")
     return parser
 
 
@@ -231,10 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"settlekeeper: {exc}", file=sys.stderr)
         return 2
-    if args.command in ONCALL:  # their output is stdout; what they log goes to stderr
-        from cli import control
+    if args.command in (*ONCALL, "doctor"):  # their output is stdout; what they log goes to stderr
+        from cli import control, doctor
 
         configure_logging(settings, sys.stderr)
+        if args.command == "doctor":
+            return doctor.doctor(settings, args)
         return control.run(settings, getattr(control, args.command), args)
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
