@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
@@ -65,12 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-ONCALL = ("status", "pause", "resume", "settle", "cover")
+ONCALL = ("status", "pause", "resume", "settle", "cover", "audit", "intents", "alerts")
 """The commands an operator runs against a deployment (cli/control.py); exit 0 fine, 1 a problem, 2 usage."""
 
 
 def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cli.control import parse_day
+    from cli.records import since_arg
 
     def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(
@@ -108,10 +110,35 @@ def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "settlekeeper cover --account 8100000001 --deadline 2026-11-24",
     )
     cover.add_argument("--account", required=True, help="the customer account number")
+    audit = command(
+        "audit",
+        "the money movements and decisions as a timeline, with Alpaca's ids",
+        "settlekeeper audit --deadline 2026-11-24 --account 8100000001",
+    )
+    audit.add_argument("--deadline", type=parse_day, help="only entries of this deadline")
+    audit.add_argument("--account", help="only entries naming this account")
+    audit.add_argument("--since", type=since_arg, help="only entries at or after this date or RFC 3339 instant")
+    command("intents", "money movements not final (planned or sent): what the next run resumes", "settlekeeper intents")
+    alerts = command(
+        "alerts",
+        "open alerts (age, severity, where delivered); `alerts resolve KEY --reason`",
+        'settlekeeper alerts resolve dead-letters --reason "reviewed, replayed"',
+    )
+    alerts.add_argument("action", nargs="?", choices=("list", "resolve"), default="list")
+    alerts.add_argument("key", nargs="?", help="with resolve: the alert's key (as `alerts` lists it)")
+    alerts.add_argument("--reason", help="with resolve: why it is over (audited, sent to the sinks)")
+    alerts.add_argument("--by", help="who (default: user@host)")
     for sub in (settle, cover):
         sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
         sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
         sub.add_argument("--wait", type=_positive, default=120.0, help="seconds to wait for a worker (default 120)")
+
+
+def _command(name: str) -> Any:
+    """The function of an on-call command (cli/control.py, cli/records.py)."""
+    from cli import control, records
+
+    return getattr(control, name, None) or getattr(records, name)
 
 
 def _port(text: str) -> int:
@@ -243,7 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings, sys.stderr)
         if args.command == "doctor":
             return doctor.doctor(settings, args)
-        return control.run(settings, getattr(control, args.command), args)
+        if args.command == "alerts" and args.action == "resolve" and not args.reason:
+            print("settlekeeper alerts resolve: --reason is required (it is audited and sent)", file=sys.stderr)
+            return 2
+        return control.run(settings, _command(args.command), args)
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
     elif args.command == "listen":
