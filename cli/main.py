@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-ONCALL = ("status", "pause", "resume", "settle", "cover", "audit", "intents", "alerts")
+ONCALL = ("status", "pause", "resume", "settle", "cover", "audit", "intents", "alerts", "dead-letters")
 """The commands an operator runs against a deployment (cli/control.py); exit 0 fine, 1 a problem, 2 usage."""
 
 
@@ -128,6 +128,17 @@ def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     alerts.add_argument("key", nargs="?", help="with resolve: the alert's key (as `alerts` lists it)")
     alerts.add_argument("--reason", help="with resolve: why it is over (audited, sent to the sinks)")
     alerts.add_argument("--by", help="who (default: user@host)")
+    dead = command(
+        "dead-letters",
+        "what the listener could not read; `retry ID|--all`, `drop ID --reason`",
+        "settlekeeper dead-letters retry --all",
+    )
+    dead.add_argument("action", nargs="?", choices=("list", "retry", "drop"), default="list")
+    dead.add_argument("id", nargs="?", help="with retry or drop: the entry's id (as the list shows it)")
+    dead.add_argument("--all", action="store_true", help="with retry: every dead letter (of --stream)")
+    dead.add_argument("--stream", choices=("activities", "journals", "nta", "rest"), help="only this stream's")
+    dead.add_argument("--reason", help="with drop: why (kept in the audit)")
+    dead.add_argument("--by", help="who (default: user@host)")
     for sub in (settle, cover):
         sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
         sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
@@ -135,10 +146,23 @@ def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _command(name: str) -> Any:
-    """The function of an on-call command (cli/control.py, cli/records.py)."""
-    from cli import control, records
+    """The function of an on-call command (cli/control.py, cli/records.py, cli/dead_letters.py)."""
+    from cli import control, dead_letters, records
 
-    return getattr(control, name, None) or getattr(records, name)
+    name = name.replace("-", "_")
+    return getattr(control, name, None) or getattr(records, name, None) or getattr(dead_letters, name)
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What argparse cannot say: options that one action of a command requires."""
+    action = getattr(args, "action", None)
+    if args.command == "alerts" and action == "resolve" and not args.reason:
+        return "--reason is required (it is audited and sent)"
+    if args.command == "dead-letters" and action == "drop" and not (args.id and args.reason):
+        return "drop needs the entry's id and --reason (kept in the audit)"
+    if args.command == "dead-letters" and action == "retry" and not (args.id or args.all):
+        return "retry needs the entry's id, or --all"
+    return None
 
 
 def _port(text: str) -> int:
@@ -270,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings, sys.stderr)
         if args.command == "doctor":
             return doctor.doctor(settings, args)
-        if args.command == "alerts" and args.action == "resolve" and not args.reason:
-            print("settlekeeper alerts resolve: --reason is required (it is audited and sent)", file=sys.stderr)
+        if (problem := _usage_problem(args)) is not None:
+            print(f"settlekeeper {args.command}: {problem}", file=sys.stderr)
             return 2
         return control.run(settings, _command(args.command), args)
     if args.command == "sandbox":

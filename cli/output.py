@@ -47,8 +47,10 @@ class Out:
         self.stream.write((self.paint(text, colour) if colour else text) + "\n")
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]], indent: int = 2) -> None:
-        """Columns padded to their widest cell, the last one cut to fit 80 columns."""
+        """Columns padded to their widest cell, the last one cut to fit 80 columns; nothing when no rows."""
         cells = [[str(c) for c in headers], *[[_cell(c) for c in row] for row in rows]]
+        if len(cells) == 1:
+            return
         widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
         for n, row in enumerate(cells):
             text = " " * indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
