@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import structlog
 from aiohttp import web
 
+from cli.output import positive
 from config.logging import configure_logging
 from config.settings import Settings, load_settings, share_with_children
 from funding.errors import ConfigError
@@ -52,117 +52,14 @@ def _parser() -> argparse.ArgumentParser:
         "(default: SETTLEKEEPER_JOBS_METRICS_PORT)",
     )
     demo = commands.add_parser("demo", help="play an accelerated trading week: Redis, sandbox, listener, worker")
-    demo.add_argument("--speed", type=_positive, help="sandbox seconds per real second in the day (default 1200)")
+    demo.add_argument("--speed", type=positive, help="sandbox seconds per real second in the day (default 1200)")
     demo.add_argument("--week-of", type=date.fromisoformat, help="a day of the week to play (default 2026-11-23)")
     demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
     demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
-    _oncall(commands)
-    doctor = commands.add_parser(
-        "doctor",
-        help="check a deployment before it goes live: one line per check, exit 1 on any failure",
-        epilog="example: settlekeeper doctor",
-    )
-    doctor.add_argument("--json", action="store_true", help="exact machine output")
+    from cli import commands as oncall
+
+    oncall.add_parsers(commands)
     return parser
-
-
-ONCALL = ("status", "pause", "resume", "settle", "cover", "audit", "intents", "alerts", "dead-letters")
-"""The commands an operator runs against a deployment (cli/control.py); exit 0 fine, 1 a problem, 2 usage."""
-
-
-def _oncall(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cli.control import parse_day
-    from cli.records import since_arg
-
-    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name,
-            help=help_text,
-            description=f"{help_text}.",
-            epilog=f"example: {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub.add_argument("--json", action="store_true", help="exact machine output (amounts as decimal strings)")
-        return sub
-
-    status = command(
-        "status",
-        "what is due, what can pay it, the listener, the queues, the guardrails and the open alerts",
-        "settlekeeper status --watch  (exit 1 when something needs a human before the next cutoff)",
-    )
-    status.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    status.add_argument("--every", type=_positive, default=5.0, help="seconds between refreshes (default 5)")
-    pause = command(
-        "pause", "stop every money movement (the kill switch), audited", 'settlekeeper pause --reason "RF wire late"'
-    )
-    pause.add_argument("--reason", required=True, help="why: shown by status and in every alert it causes")
-    pause.add_argument("--by", help="who (default: user@host)")
-    resume = command("resume", "let money move again, audited", "settlekeeper resume")
-    resume.add_argument("--by", help="who (default: user@host)")
-    settle = command(
-        "settle",
-        "run the settle phase for a deadline now (the same job, a manual job id)",
-        "settlekeeper settle --deadline 2026-11-24 --dry-run",
-    )
-    cover = command(
-        "cover",
-        "cover one account's debit now (the same job, a manual job id)",
-        "settlekeeper cover --account 8100000001 --deadline 2026-11-24",
-    )
-    cover.add_argument("--account", required=True, help="the customer account number")
-    audit = command(
-        "audit",
-        "the money movements and decisions as a timeline, with Alpaca's ids",
-        "settlekeeper audit --deadline 2026-11-24 --account 8100000001",
-    )
-    audit.add_argument("--deadline", type=parse_day, help="only entries of this deadline")
-    audit.add_argument("--account", help="only entries naming this account")
-    audit.add_argument("--since", type=since_arg, help="only entries at or after this date or RFC 3339 instant")
-    command("intents", "money movements not final (planned or sent): what the next run resumes", "settlekeeper intents")
-    alerts = command(
-        "alerts",
-        "open alerts (age, severity, where delivered); `alerts resolve KEY --reason`",
-        'settlekeeper alerts resolve dead-letters --reason "reviewed, replayed"',
-    )
-    alerts.add_argument("action", nargs="?", choices=("list", "resolve"), default="list")
-    alerts.add_argument("key", nargs="?", help="with resolve: the alert's key (as `alerts` lists it)")
-    alerts.add_argument("--reason", help="with resolve: why it is over (audited, sent to the sinks)")
-    alerts.add_argument("--by", help="who (default: user@host)")
-    dead = command(
-        "dead-letters",
-        "what the listener could not read; `retry ID|--all`, `drop ID --reason`",
-        "settlekeeper dead-letters retry --all",
-    )
-    dead.add_argument("action", nargs="?", choices=("list", "retry", "drop"), default="list")
-    dead.add_argument("id", nargs="?", help="with retry or drop: the entry's id (as the list shows it)")
-    dead.add_argument("--all", action="store_true", help="with retry: every dead letter (of --stream)")
-    dead.add_argument("--stream", choices=("activities", "journals", "nta", "rest"), help="only this stream's")
-    dead.add_argument("--reason", help="with drop: why (kept in the audit)")
-    dead.add_argument("--by", help="who (default: user@host)")
-    for sub in (settle, cover):
-        sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
-        sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
-        sub.add_argument("--wait", type=_positive, default=120.0, help="seconds to wait for a worker (default 120)")
-
-
-def _command(name: str) -> Any:
-    """The function of an on-call command (cli/control.py, cli/records.py, cli/dead_letters.py)."""
-    from cli import control, dead_letters, records
-
-    name = name.replace("-", "_")
-    return getattr(control, name, None) or getattr(records, name, None) or getattr(dead_letters, name)
-
-
-def _usage_problem(args: argparse.Namespace) -> str | None:
-    """What argparse cannot say: options that one action of a command requires."""
-    action = getattr(args, "action", None)
-    if args.command == "alerts" and action == "resolve" and not args.reason:
-        return "--reason is required (it is audited and sent)"
-    if args.command == "dead-letters" and action == "drop" and not (args.id and args.reason):
-        return "drop needs the entry's id and --reason (kept in the audit)"
-    if args.command == "dead-letters" and action == "retry" and not (args.id or args.all):
-        return "retry needs the entry's id, or --all"
-    return None
 
 
 def _port(text: str) -> int:
@@ -173,13 +70,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from exc
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
     return value
 
 
@@ -288,16 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"settlekeeper: {exc}", file=sys.stderr)
         return 2
-    if args.command in (*ONCALL, "doctor"):  # their output is stdout; what they log goes to stderr
-        from cli import control, doctor
+    from cli import commands as oncall
 
+    if args.command in oncall.NAMES:  # their output is stdout; what they log goes to stderr
         configure_logging(settings, sys.stderr)
-        if args.command == "doctor":
-            return doctor.doctor(settings, args)
-        if (problem := _usage_problem(args)) is not None:
-            print(f"settlekeeper {args.command}: {problem}", file=sys.stderr)
-            return 2
-        return control.run(settings, _command(args.command), args)
+        return oncall.dispatch(settings, args)
+    configure_logging(settings)
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
     elif args.command == "listen":

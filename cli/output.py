@@ -3,6 +3,7 @@ JSON with ``--json``, and one exit status convention: 0 fine, 1 a problem found,
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -60,6 +61,17 @@ class Out:
 
     def data(self, value: Any) -> None:
         self.stream.write(to_json(value) + "\n")
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
 
 
 def _cell(value: object) -> str:

@@ -9,10 +9,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from cli.commands import NAMES
+from cli.main import main
 from funding.calendar import ET
 from store import keys
 from tests.support.cli import clean_env, finish, start
@@ -147,3 +150,14 @@ async def test_usage_and_configuration_errors_exit_2_in_one_line(sandbox: Sandbo
     assert (code, out.strip()) == (
         2, "settlekeeper: SETTLEKEEPER_REDIS_URL is not set: the commands read the Redis the processes use"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_command_has_help_with_an_example(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`settlekeeper <command> --help` exits 0 and shows an example of that command, and --json is offered."""
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    shown = capsys.readouterr().out
+    assert done.value.code == 0
+    assert f"example: settlekeeper {name}" in shown
+    assert "--json" in shown
