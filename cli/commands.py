@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +55,7 @@ def _sub(commands: Subparsers, name: str, help_text: str, example: str) -> argpa
 
 def _act(commands: Subparsers) -> None:
     """The commands that look and act: status, pause, resume, settle, cover."""
-
-    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-        return _sub(commands, name, help_text, example)
+    command = functools.partial(_sub, commands)
 
     status = command(
         "status",
@@ -91,9 +90,7 @@ def _act(commands: Subparsers) -> None:
 
 def _read(commands: Subparsers) -> None:
     """The commands that read the record: audit, intents, alerts, dead-letters, interest."""
-
-    def command(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-        return _sub(commands, name, help_text, example)
+    command = functools.partial(_sub, commands)
 
     audit = command(
         "audit",
