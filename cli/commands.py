@@ -81,7 +81,7 @@ def _act(commands: Subparsers) -> None:
         "cover one account's debit now (the same job, a manual job id)",
         "settlekeeper cover --account 8100000001 --deadline 2026-11-24",
     )
-    cover.add_argument("--account", required=True, help="the customer account number")
+    cover.add_argument("--account", help="the customer account number (none: the sweep of every canceled one)")
     for sub in (settle, cover):
         sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
         sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
@@ -148,6 +148,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--reason is required (it is audited and sent)"
     if args.command == "dead-letters" and action == "drop" and not (args.id and args.reason):
         return "drop needs the entry's id and --reason (kept in the audit)"
+    if args.command == "cover" and args.dry_run and not args.account:
+        return "--dry-run needs --account"
     if args.command == "dead-letters" and action == "retry" and not (args.id or args.all):
         return "retry needs the entry's id, or --all"
     return None

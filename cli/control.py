@@ -30,6 +30,8 @@ from jobs.settle_plan import preview
 from store.clients import connect
 from store.guardrails import clear_kill_switch, kill_switch_state, set_kill_switch
 
+SUCCESS = ("done", "nothing_due", "covered", "no_debit")
+"""Job outcomes after which an operator need do nothing more."""
 Command = Callable[[JobContext, argparse.Namespace, Out], Awaitable[int]]
 
 
@@ -144,7 +146,7 @@ async def cover(ctx: JobContext, args: argparse.Namespace, out: Out) -> int:
         else:
             out.line(f"dry run: nothing moves. {args.account} has cash {cash}; a cover would journal RF → it {amount}")
         return OK
-    job_id = enqueue_manual(ctx.rq, "cover", args.deadline.isoformat(), args.account)
+    job_id = enqueue_manual(ctx.rq, "cover", args.deadline.isoformat(), args.account or "")
     return await _follow(ctx, job_id, args, out)
 
 
@@ -173,7 +175,8 @@ async def _follow(ctx: JobContext, job_id: str, args: argparse.Namespace, out: O
     good = (
         report is not None
         and not report.get("left")
-        and report.get("outcome") in ("done", "nothing_due", "covered", "no_debit")
+        and not report.get("pending")  # the sweep's count of covers still pending
+        and report.get("outcome", "done") in SUCCESS
     )
     return OK if good else PROBLEM
 

@@ -180,12 +180,16 @@ def job_function(connection: redis.Redis, job_id: str) -> str:
 
 
 def enqueue_manual(connection: redis.Redis, kind: str, day: str, account_no: str = "") -> str:
-    """An operator's run now, the same job as the schedule's (``settle`` or ``cover``), under a manual id
-    (``manual-settle-<day>-<n>``, ``manual-cover-<account>-<day>-<n>``); returns the job id."""
+    """An operator's run now, the same job as the schedule's (``settle``, or ``cover`` of one account or, with
+    none, the sweep), under a manual id (``manual-settle-<day>-<n>``, ``manual-cover-<account>-<day>-<n>``,
+    ``manual-sweep-<day>-<n>``); returns the job id."""
     n = int(connection.incr(keys.MANUAL_SEQ))
     if kind == "settle":
         func, queue_name = PHASE_JOBS["settle"]
         return _enqueued(connection, queue_name, func, {"phase": "manual", "deadline": day}, f"manual-settle-{day}-{n}")
+    if not account_no:  # the 20:05 sweep: every account canceled that day
+        func, queue_name = PHASE_JOBS["sweep"]
+        return _enqueued(connection, queue_name, func, {"deadline": day}, f"manual-sweep-{day}-{n}")
     func, queue_name = ACTION_JOBS["cover"]
     kwargs = {"deadline": day, "account_no": account_no}
     return _enqueued(connection, queue_name, func, kwargs, f"manual-cover-{account_no}-{day}-{n}")

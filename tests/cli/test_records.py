@@ -11,9 +11,11 @@ import redis
 from jobs.registry import ALERT_QUEUE
 from store import keys
 from tests.cli.test_oncall import cli_env, settlekeeper
+from tests.support.cli import finish, start
 from tests.support.cover import ACCOUNT, debit_of_400, run_cover
 from tests.support.jobs import RunWorker
-from tests.support.sandbox import Sandbox
+from tests.support.listener import eventually
+from tests.support.sandbox import Sandbox, SandboxFactory
 
 JobEnv = Callable[..., None]
 
@@ -94,3 +96,29 @@ async def test_alerts_lists_the_open_alert_and_resolve_closes_it_everywhere(
     assert json.loads(out) == []
     code, out, _ = await settlekeeper("alerts", "resolve", key, "--reason", "again", env=env)
     assert (code, out.strip()) == (1, f"{key}: not an open alert (resolved)")
+
+
+async def test_cover_without_an_account_reruns_the_sweep(
+    make_sandbox: SandboxFactory,
+    job_env: JobEnv,
+    run_worker: RunWorker,
+    redis_client: redis.Redis,
+    session_redis_url: str,
+) -> None:
+    """`cover --deadline D` with no account is the 20:05 sweep now: every account canceled that day, covered."""
+    sandbox = await make_sandbox(jnlc_transaction_limit="1000000", jnlc_daily_limit="10000000")
+    job_env(sandbox)
+    deadline = await debit_of_400(sandbox)
+    proc = await start("cover", "--deadline", deadline, env=cli_env(sandbox, session_redis_url))
+
+    async def queued() -> bool:
+        return bool(redis_client.keys("rq:job:manual-sweep-*"))
+
+    await eventually(queued, within=20)
+    assert await run_worker()
+    out, _ = await finish(proc, within=60)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0, lines
+    assert "  accounts: 1" in lines
+    assert "  covered: 1" in lines
+    assert await sandbox.cash(ACCOUNT) == 0

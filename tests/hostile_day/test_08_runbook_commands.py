@@ -1,9 +1,9 @@
 """Hostile day, item 8: the runbook's commands work as written against a password-protected Redis.
 
-The runbook's own shell set-up and kill-switch block are taken from ``docs/runbook.md`` and run in bash with
-redis-cli against a Redis that requires a password (given as ``redis://:PASS@host``, how managed Redis URLs
-usually look): the switch is really set, read back and cleared, and with a wrong password the command fails
-with a non-zero exit status instead of printing ``NOAUTH`` and exiting 0. The "settle by hand" listing, run
+The runbook's own shell set-up and kill-switch block are taken from ``docs/runbook.md`` and run in bash (the
+``settlekeeper`` command on PATH, redis-cli for the check) against a Redis that requires a password (given as
+``redis://:PASS@host``, how managed Redis URLs usually look): the switch is really set, read back and cleared,
+and with a wrong password the command fails with a non-zero exit status and says why. The "settle by hand" listing, run
 with curl and jq against the sandbox, lists every transfer due (it used to skip the first with ``offset=1``).
 """
 
@@ -20,7 +20,8 @@ from tests.support.redis_server import RedisServer
 from tests.support.sandbox import Sandbox
 from tests.support.tools import require
 
-RUNBOOK = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+RUNBOOK = (ROOT / "docs" / "runbook.md").read_text()
 TOOLS = {"bash": "bash", "redis-cli": "redis-tools", "curl": "curl", "jq": "jq"}
 
 
@@ -53,32 +54,37 @@ async def shell(script: str, env: dict[str, str]) -> tuple[int, str]:
 
 
 def environment(redis_url: str, sandbox: Sandbox | None = None) -> dict[str, str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SETTLEKEEPER_REDIS_URL": redis_url}
+    env = {"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin", "SETTLEKEEPER_REDIS_URL": redis_url}
     env |= {"SETTLEKEEPER_BROKER_KEY": "sandbox-key", "SETTLEKEEPER_BROKER_SECRET": "sandbox-secret"}
     return env
 
 
 async def test_item_8_the_kill_switch_commands_work_against_a_password_protected_redis(server: RedisServer) -> None:
-    """SET, GET and DEL of the runbook's block, each as written, with its set-up: each exits 0 and does it."""
+    """pause, the check and resume of the runbook's block, each as written, with its set-up: each exits 0 and
+    does it."""
     set_it, get_it, clear_it = KILL_SWITCH
     env = environment(server.url)
     client = server.client()
 
     status, out = await shell(f"{SETUP}\n{set_it}", env)
-    assert (status, out.strip()) == (0, "OK")
+    assert (status, out.strip().startswith("PAUSED: no money moves until `settlekeeper resume`")) == (0, True), out
     assert client.get(keys.KILL_SWITCH) == b"deploy freeze - your name"
     status, out = await shell(f"{SETUP}\n{get_it}", env)
     assert (status, out.strip()) == (0, "deploy freeze - your name")
     status, out = await shell(f"{SETUP}\n{clear_it}", env)
-    assert (status, out.strip()) == (0, "1")
+    assert (status, out.strip()) == (0, "resumed: money moves again")
     assert client.get(keys.KILL_SWITCH) is None
 
 
 async def test_item_8_a_wrong_password_fails_loudly(server: RedisServer) -> None:
-    """With a wrong password the SET exits non-zero and says why; nothing is set."""
-    set_it = KILL_SWITCH[0]
+    """With a wrong password the pause (and redis-cli's check) exit non-zero and say why; nothing is set."""
+    set_it, get_it, _ = KILL_SWITCH
     env = environment(server.url.replace(server.password, "wrong-password"))
     status, out = await shell(f"{SETUP}\n{set_it}", env)
+    assert status != 0
+    assert "did not answer PING" in out
+    assert "wrong-password" not in out
+    status, out = await shell(f"{SETUP}\n{get_it}", env)
     assert status != 0
     assert "WRONGPASS" in out or "NOAUTH" in out
     assert server.client().get(keys.KILL_SWITCH) is None
