@@ -12,6 +12,7 @@ from cli.control import parse_day, run
 from cli.interest import month_arg
 from cli.output import USAGE, positive
 from cli.records import since_arg
+from cli.replay import since_point
 from config.settings import Settings
 
 NAMES = (
@@ -25,6 +26,7 @@ NAMES = (
     "alerts",
     "dead-letters",
     "interest",
+    "replay",
     "doctor",
 )
 """The commands an operator runs against a deployment; exit 0 fine, 1 a problem, 2 usage."""
@@ -82,6 +84,13 @@ def _act(commands: Subparsers) -> None:
         "settlekeeper cover --account 8100000001 --deadline 2026-11-24",
     )
     cover.add_argument("--account", help="the customer account number (none: the sweep of every canceled one)")
+    replay = command(
+        "replay",
+        "read a stream's history again from an id or a time (safe: the store de-duplicates)",
+        "settlekeeper replay --stream activities --since 2026-11-24",
+    )
+    replay.add_argument("--stream", required=True, choices=("activities", "journals", "nta"))
+    replay.add_argument("--since", required=True, type=since_point, help="a ULID, a date or an RFC 3339 date-time")
     for sub in (settle, cover):
         sub.add_argument("--deadline", required=True, type=parse_day, help="the deadline (YYYY-MM-DD)")
         sub.add_argument("--dry-run", action="store_true", help="print what would be done; move nothing")
@@ -132,10 +141,10 @@ def _read(commands: Subparsers) -> None:
 
 def _command(name: str) -> Any:
     """The function of an on-call command (cli/control.py, cli/records.py, cli/dead_letters.py)."""
-    from cli import control, dead_letters, interest, records
+    from cli import control, dead_letters, interest, records, replay
 
     name = name.replace("-", "_")
-    for module in (control, records, dead_letters, interest):
+    for module in (control, records, dead_letters, interest, replay):
         if hasattr(module, name):
             return getattr(module, name)
     raise KeyError(name)

@@ -192,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_worker(settings, args)
     elif args.command == "demo":
         return demo_week(settings, args)
+    else:  # a subcommand with a parser but no dispatch: a bug, said loudly
+        raise AssertionError(f"settlekeeper {args.command} has no dispatch")
     return 0
 
 

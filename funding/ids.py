@@ -11,7 +11,7 @@ meant to be; the value is shown truncated, as data, never followed.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from funding.errors import MalformedDataError
@@ -77,6 +77,14 @@ def ulid_order(value: str) -> str:
 def ulid_time_part(millis: int) -> str:
     """The 10 characters a ULID minted at ``millis`` starts with (ULIDs of later times sort after it)."""
     return "".join(_CROCKFORD[(millis >> shift) & 31] for shift in range(45, -1, -5))
+
+
+def ulid_moment(value: str) -> datetime:
+    """When a ULID was minted: its first 10 characters are the milliseconds since the epoch."""
+    millis = 0
+    for char in ulid_order(value)[:10]:
+        millis = millis * 32 + _CROCKFORD.index(char)
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
 def iso_date(value: object, what: str) -> date:

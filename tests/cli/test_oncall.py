@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -15,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from cli.commands import NAMES
-from cli.main import main
+from cli.main import _parser, main
 from funding.calendar import ET
 from store import keys
 from tests.support.cli import clean_env, finish, start
@@ -161,3 +162,9 @@ def test_every_command_has_help_with_an_example(name: str, capsys: pytest.Captur
     assert done.value.code == 0
     assert f"example: settlekeeper {name}" in shown
     assert "--json" in shown
+
+
+def test_every_subcommand_is_dispatched() -> None:
+    """The parser's subcommands are the processes and the on-call commands, each dispatched (none falls through)."""
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"sandbox", "listen", "work", "demo", *NAMES}
