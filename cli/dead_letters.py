@@ -70,14 +70,17 @@ async def _retry(ctx: JobContext, args: argparse.Namespace, out: Out) -> int:
     results = []
     for letter in chosen:
         transfer_id, still = _named(letter)
-        if still is None:
-            if transfer_id:
-                await store.ingest("cli", None, [transfer_id], [], now=0.0)  # a hint: the resolver reads it
-            await ctx.redis.xdel(keys.DEAD_LETTERS, letter["id"])
-            await ctx.ledger.note(
-                "dead_letter_retried", "dead_letter", letter["id"], by=by, transfer_id=transfer_id or ""
-            )
         results.append({"id": letter["id"], "transfer_id": transfer_id, "retried": still is None, "why": still})
+    retried = [r for r in results if r["retried"]]
+    hints = list(dict.fromkeys(r["transfer_id"] for r in retried if r["transfer_id"]))
+    if hints:  # hints first, in one step: the resolver reads each transfer over REST
+        await store.ingest("cli", None, hints, [], now=0.0)
+    if retried:
+        await ctx.redis.xdel(keys.DEAD_LETTERS, *(r["id"] for r in retried))
+    for row in retried:
+        await ctx.ledger.note(
+            "dead_letter_retried", "dead_letter", row["id"], by=by, transfer_id=row["transfer_id"] or ""
+        )
     if out.json:
         out.data(results)
     else:

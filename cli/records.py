@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cli.control import operator
@@ -141,7 +141,3 @@ def since_arg(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
-
-
-def deadline_arg(text: str) -> date:
-    return date.fromisoformat(text)

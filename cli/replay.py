@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from broker.events import SPECS, Stream, parse
 from broker.stream import ConnectInfo, Message, Oversized, StreamClosed, open_stream, stream_session
 from cli.output import OK, PROBLEM, Out
+from cli.records import since_arg
 from funding import ids
 from funding.records import DeadLetter
 from jobs.runtime import JobContext
@@ -30,13 +31,9 @@ BATCH = 500
 
 
 def since_point(text: str) -> str:
-    """``--since``: a ULID, or a date or RFC 3339 date-time."""
-    if ids.is_ulid(text):
-        return text
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a ULID, a date or an RFC 3339 date-time, got {text!r}") from None
+    """``--since``: a ULID, or a date or RFC 3339 date-time (kept as given: it is sent as the stream's own)."""
+    if not ids.is_ulid(text):
+        since_arg(text)
     return text
 
 
@@ -106,7 +103,7 @@ async def replay(ctx: JobContext, args: argparse.Namespace, out: Out) -> int:
     params = {spec.cursor_param: args.since} if ids.is_ulid(args.since) else {"since": args.since}
     if not v1 and "since" in params:  # the document: until needs since (never since_id)
         params["until"] = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    start = ids.ulid_moment(args.since) if ids.is_ulid(args.since) else _moment(args.since)
+    start = ids.ulid_moment(args.since) if ids.is_ulid(args.since) else since_arg(args.since)
     progress = Progress(start, now)
     reader = _Reader(stream, TransferStore(ctx.redis), progress)
     idle = asyncio.Event()
@@ -140,11 +137,6 @@ async def replay(ctx: JobContext, args: argparse.Namespace, out: Out) -> int:
             f"hints, {totals['journals']} journal statuses, {totals['dead_letters']} dead letters"
         )
     return PROBLEM if totals["dead_letters"] else OK
-
-
-def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def _skip(_: Oversized) -> None:

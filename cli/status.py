@@ -16,7 +16,7 @@ from rq.registry import FailedJobRegistry
 
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et, to_et
 from funding.errors import SettlekeeperError
-from funding.models import IFStatus
+from funding.models import IFStatus, TradeAccount
 from funding.money import ZERO, wire
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from jobs.runtime import JobContext
@@ -72,17 +72,12 @@ async def gather(ctx: JobContext) -> Status:
     settings = ctx.settings
     kill = await kill_switch_state(ctx.redis)
     deadlines = [await _deadline(ctx, day, now) for day in await _open_deadlines(ctx, now)]
-    cash: dict[str, Decimal | None] = {}
-    for name, number in (
-        ("SI", settings.si_account_no),
-        ("RF", settings.rf_account_no),
-        ("FW", settings.fw_account_no),
-    ):
-        cash[name] = await _cash(ctx, number)
+    firm = {"SI": settings.si_account_no, "RF": settings.rf_account_no, "FW": settings.fw_account_no}
+    accounts = {name: await _trade_account(ctx, number) for name, number in firm.items()}
+    cash = {name: None if account is None else account.cash for name, account in accounts.items()}
     first = next((d for d in deadlines if d.unsettled_count), None)
-    rf_available = None
-    if cash["RF"] is not None:
-        rf = await ctx.broker.trade_account(await ctx.account_id(settings.rf_account_no))
+    rf, rf_available = accounts["RF"], None
+    if rf is not None:
         budget = await ctx.guard.cap_budget(first.deadline) if first else rf.cash_transferable
         rf_available = min(rf.cash_transferable, budget)
     owed = first.unsettled_amount if first else ZERO
@@ -146,9 +141,10 @@ def _minutes(at: datetime, now: datetime) -> int:
     return round((at - now).total_seconds() / 60)
 
 
-async def _cash(ctx: JobContext, account_no: str) -> Decimal | None:
+async def _trade_account(ctx: JobContext, account_no: str) -> TradeAccount | None:
+    """A firm account's balances, or None when it cannot be read (status shows "unreadable")."""
     try:
-        return (await ctx.broker.trade_account(await ctx.account_id(account_no))).cash
+        return await ctx.broker.trade_account(await ctx.account_id(account_no))
     except SettlekeeperError:
         return None
 

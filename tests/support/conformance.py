@@ -109,11 +109,7 @@ async def drive_rest(sandbox: Sandbox, coverage: Coverage) -> None:
         await r.call("GET", "/v1/transfers/jit/reports", params={"report_type": report, "system_date": day})
     await r.call("GET", "/v1/transfers/jit/limits")
     ledgers = await r.call("GET", "/v1/transfers/jit/ledgers")
-    ledger_ids = (
-        [row["id"] for row in ledgers]
-        if isinstance(ledgers, list)
-        else [row["id"] for rows in ledgers.values() for row in rows]
-    )
+    ledger_ids = [row["id"] for row in ledgers]
     end = (MONDAY_10AM + timedelta(days=1)).date().isoformat()
     for ledger_id in ledger_ids:
         await r.call("GET", f"/v1/transfers/jit/{ledger_id}/balances", params={"start_date": day, "end_date": end})
