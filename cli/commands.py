@@ -40,7 +40,17 @@ def add_parsers(commands: Subparsers) -> None:
     """Every on-call command, each with its --help example and --json."""
     _act(commands)
     _read(commands)
-    _sub(commands, "doctor", "check a deployment before it goes live: one line per check", "settlekeeper doctor")
+    doctor = _sub(
+        commands,
+        "doctor",
+        "check a deployment before it goes live: one line per check",
+        "settlekeeper doctor --send-test-alert",
+    )
+    doctor.add_argument(
+        "--send-test-alert",
+        action="store_true",
+        help="send an info message to Slack and PagerDuty (resolved there at once) and fail if one is refused",
+    )
 
 
 def _sub(commands: Subparsers, name: str, help_text: str, example: str) -> argparse.ArgumentParser:

@@ -22,7 +22,9 @@ from broker.events import Stream
 from broker.stream import ConnectInfo, Oversized, open_stream, stream_session
 from cli.output import OK, PROBLEM, Out
 from config.settings import Settings
+from funding.alerts import Alert, Severity
 from funding.errors import AuthenticationError, NotFoundError, SettlekeeperError
+from jobs.alert_delivery import send_test
 from store.clients import describe, sync_client
 
 CLOCK_SKEW_SECONDS = 5.0
@@ -42,7 +44,7 @@ def doctor(settings: Settings, args: argparse.Namespace) -> int:
     checks = [Check("settings", "ok", "SETTLEKEEPER_* settings are valid")]
     checks.append(_redis(settings))
     checks += asyncio.run(_broker_checks(settings))
-    checks += _sinks(settings)
+    checks += asyncio.run(_sent(settings)) if args.send_test_alert else _sinks(settings)
     checks.append(_modes(settings))
     if out.json:
         out.data({"ok": all(c.state != "fail" for c in checks), "checks": [c.__dict__ for c in checks]})
@@ -149,15 +151,37 @@ async def _ignore(_: Oversized) -> None:
     return None
 
 
+SINK_SETTINGS = {"slack": "SETTLEKEEPER_SLACK_WEBHOOK_URL", "pagerduty": "SETTLEKEEPER_PAGERDUTY_ROUTING_KEY"}
+
+
+def _unconfigured(sink: str) -> Check:
+    return Check(sink, "warn", f"not configured ({SINK_SETTINGS[sink]}): alerts of its route go nowhere")
+
+
 def _sinks(settings: Settings) -> list[Check]:
-    found = []
-    for sink, value in (("slack", settings.slack_webhook_url), ("pagerduty", settings.pagerduty_routing_key)):
-        variable = "SETTLEKEEPER_SLACK_WEBHOOK_URL" if sink == "slack" else "SETTLEKEEPER_PAGERDUTY_ROUTING_KEY"
-        if value is None:
-            found.append(Check(sink, "warn", f"not configured ({variable}): alerts of its route go nowhere"))
+    configured = {"slack": settings.slack_webhook_url, "pagerduty": settings.pagerduty_routing_key}
+    return [Check(sink, "ok", "configured") if configured[sink] else _unconfigured(sink) for sink in SINK_SETTINGS]
+
+
+async def _sent(settings: Settings) -> list[Check]:
+    """``--send-test-alert``: an info message to each configured sink (PagerDuty's resolved at once)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    alert = Alert(
+        "test_alert",
+        Severity.INFO,
+        f"test-alert-{stamp}",
+        f"settlekeeper doctor: a test alert from {settings.alert_source}; nothing is wrong",
+        {"sent_at": stamp},
+    )
+    checks = []
+    for sink, (outcome, detail) in (await send_test(settings, alert)).items():
+        if outcome == "unconfigured":
+            checks.append(_unconfigured(sink))
+        elif outcome == "sent":
+            checks.append(Check(sink, "ok", f"configured; the test alert was accepted ({detail})"))
         else:
-            found.append(Check(sink, "ok", "configured"))
-    return found
+            checks.append(Check(sink, "fail", f"the test alert was {outcome}: {detail} ({SINK_SETTINGS[sink]})"))
+    return checks
 
 
 def _modes(settings: Settings) -> Check:

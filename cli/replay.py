@@ -37,26 +37,39 @@ def since_point(text: str) -> str:
     return text
 
 
+REDRAW_SECONDS = 0.25
+"""How often the progress line is redrawn at most."""
+
+
 class Progress:
-    """Events read, events/s and an ETA, on one rewritten line (stderr, a terminal only)."""
+    """Events read, events/s and an ETA, on one line redrawn at most every :data:`REDRAW_SECONDS` (stderr, a
+    terminal only); the last drawing, at the end, shows the whole bar."""
 
     def __init__(self, start: datetime, end: datetime) -> None:
-        self.start, self.end, self.began, self.events = start, end, time.monotonic(), 0
+        self.start, self.end, self.at = start, end, start
+        self.began = self.drawn = time.monotonic()
+        self.events = 0
         self.live = sys.stderr.isatty()
 
     def tick(self, at: datetime | None) -> None:
         self.events += 1
-        if not self.live or self.events % 100:
-            return
-        elapsed = max(time.monotonic() - self.began, 1e-6)
+        self.at = at or self.at
+        if self.live and time.monotonic() - self.drawn >= REDRAW_SECONDS:
+            self._draw()
+
+    def _draw(self, finished: bool = False) -> None:
+        self.drawn = time.monotonic()
+        elapsed = max(self.drawn - self.began, 1e-6)
         span = (self.end - self.start).total_seconds() or 1.0
-        done = min(max(((at or self.start) - self.start).total_seconds() / span, 0.0), 1.0)
+        done = 1.0 if finished else min(max((self.at - self.start).total_seconds() / span, 0.0), 1.0)
         eta = elapsed * (1 - done) / done if done else 0.0
         bar = "#" * int(done * 30)
         sys.stderr.write(f"\r[{bar:<30}] {self.events} events, {self.events / elapsed:.0f}/s, ETA {eta:.0f} s")
+        sys.stderr.flush()
 
     def close(self) -> None:
         if self.live:
+            self._draw(finished=True)
             sys.stderr.write("\n")
 
 

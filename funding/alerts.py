@@ -46,6 +46,7 @@ KINDS: dict[str, str] = {
     "job_failed": "a settlekeeper job failed for good (retries exhausted)",
     "broker_auth": "the Broker API refuses settlekeeper's credentials (HTTP 401/403): nothing is read or settled",
     "dead_letters": "stream events could not be read and were dead-lettered (the stream moved past them)",
+    "test_alert": "a test message sent by `settlekeeper doctor --send-test-alert`: nothing is wrong",
 }
 """Every alert kind, with the one-line meaning its runbook section starts with (docs/runbook.md)."""
 

@@ -146,19 +146,48 @@ async def _deliver_to(ctx: JobContext, http: aiohttp.ClientSession, delivery: De
     for later in LATER_STATES.get(delivery.state, ()):
         if await ctx.redis.exists(keys.alert_sent(dedup_key, seq, later, sink)):
             return "superseded"
-    settings = ctx.settings
-    runbook = runbook_url(settings.runbook_url, delivery.alert.kind)
-    if sink == "slack":
-        url, body = credential, slack_message(delivery, runbook)
-    else:
-        url, body = settings.pagerduty_url, pagerduty_event(delivery, credential, settings.alert_source, runbook)
-    status, detail = await _post(http, sink, url, body, settings.alert_max_wait_seconds)
+    url, body = _request(ctx.settings, sink, credential, delivery)
+    status, detail = await _post(http, sink, url, body, ctx.settings.alert_max_wait_seconds)
     if status >= 300:
         log.error("alert_refused", sink=sink, status=status, error=detail.replace(credential, "[redacted]"))
         await ctx.redis.set(marker, f"refused {status}", nx=True, ex=RECORD_TTL_SECONDS)
         return "refused"
     await ctx.redis.set(marker, f"sent {status}", nx=True, ex=RECORD_TTL_SECONDS)
     return "sent"
+
+
+def _request(settings: Settings, sink: str, credential: str, delivery: Delivery) -> tuple[str, dict[str, Any]]:
+    """The URL and body that carry ``delivery`` to ``sink``."""
+    runbook = runbook_url(settings.runbook_url, delivery.alert.kind)
+    if sink == "slack":
+        return credential, slack_message(delivery, runbook)
+    return settings.pagerduty_url, pagerduty_event(delivery, credential, settings.alert_source, runbook)
+
+
+async def send_test(settings: Settings, alert: Alert) -> dict[str, tuple[str, str]]:
+    """Send ``alert`` to every configured sink now, past routes, markers and the outbox, for ``settlekeeper
+    doctor --send-test-alert``; PagerDuty's trigger is resolved at once. Per sink: (outcome, detail), the
+    outcome ``sent``, ``unconfigured``, ``refused`` (a 4xx: the sink's text, the credential redacted) or
+    ``failed`` (no 2xx after :data:`ATTEMPTS` tries)."""
+    found: dict[str, tuple[str, str]] = {}
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as http:
+        for sink in ALERT_SINKS:
+            credential = _credential(settings, sink)
+            found[sink] = ("unconfigured", "")
+            if credential is None:
+                continue
+            for state in ("trigger", "resolve") if sink == "pagerduty" else ("trigger",):
+                url, body = _request(settings, sink, credential, Delivery(1, state, alert))
+                try:
+                    status, detail = await _post(http, sink, url, body, min(settings.alert_max_wait_seconds, 5.0))
+                except RetryableError as exc:
+                    found[sink] = ("failed", str(exc))
+                    break
+                if status >= 300:
+                    found[sink] = ("refused", f"HTTP {status}: {detail.replace(credential, '[redacted]')[:100]}")
+                    break
+                found[sink] = ("sent", f"HTTP {status}")
+    return found
 
 
 async def _trigger_reached(ctx: JobContext, delivery: Delivery, sink: str) -> str:

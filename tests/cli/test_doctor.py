@@ -6,6 +6,7 @@ import json
 
 from tests.support.cli import clean_env, finish, start
 from tests.support.sandbox import Sandbox
+from tests.support.sinks import ROUTING_KEY, SLACK_PATH, Sinks
 
 SECRET = "s3cret-never-printed"
 PASSWORD = "redis-pw-never-printed"
@@ -18,6 +19,8 @@ async def doctor(env: dict[str, str], *args: str) -> tuple[int, list[str]]:
     text = out.decode() + err.decode()
     assert SECRET not in text
     assert PASSWORD not in text
+    assert SLACK_PATH not in text
+    assert ROUTING_KEY not in text
     return proc.returncode, out.decode().splitlines()
 
 
@@ -78,3 +81,57 @@ async def test_a_missing_rf_account_fails_naming_the_setting(sandbox: Sandbox, s
     code, lines = await doctor(env)
     assert code == 1
     assert marked(lines, "FAIL") == {"RF": "no account numbered 7536050XX (SETTLEKEEPER_RF_ACCOUNT_NO)"}
+
+
+def sink_settings(sinks: Sinks) -> dict[str, str]:
+    return {
+        "SETTLEKEEPER_SLACK_WEBHOOK_URL": sinks.slack.url,
+        "SETTLEKEEPER_PAGERDUTY_URL": sinks.pagerduty.url,
+        "SETTLEKEEPER_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+        "SETTLEKEEPER_ALERT_MAX_WAIT_SECONDS": "0.05",
+    }
+
+
+async def test_send_test_alert_reaches_slack_and_pagerduty_and_resolves_there(
+    sandbox: Sandbox, session_redis_url: str, sinks: Sinks
+) -> None:
+    """--send-test-alert: one info message in Slack, a PagerDuty trigger then its resolve, ok lines, exit 0."""
+    env = clean_env(
+        SETTLEKEEPER_BROKER_URL=sandbox.base_url, SETTLEKEEPER_REDIS_URL=session_redis_url, **sink_settings(sinks)
+    )
+    code, lines = await doctor(env, "--send-test-alert")
+    ok = marked(lines, "ok")
+    assert code == 0, lines
+    assert ok["slack"] == "configured; the test alert was accepted (HTTP 200)"
+    assert ok["pagerduty"] == "configured; the test alert was accepted (HTTP 202)"
+    [message] = sinks.slack.bodies
+    assert message["blocks"][0]["text"]["text"] == "ℹ️ INFO · test_alert"
+    assert "a test alert from settlekeeper; nothing is wrong" in message["text"]
+    trigger, resolve = sinks.pagerduty.bodies
+    assert (trigger["event_action"], trigger["payload"]["severity"], trigger["payload"]["class"]) == (
+        "trigger",
+        "info",
+        "test_alert",
+    )
+    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    assert trigger["dedup_key"].startswith("test-alert-")
+
+
+async def test_a_refused_test_alert_fails_its_line_without_the_credential(
+    sandbox: Sandbox, session_redis_url: str, sinks: Sinks
+) -> None:
+    """Slack 403 and a PagerDuty 400 echoing the routing key: exit 1, a FAIL line each, the key redacted."""
+    sinks.slack.answer((403, "invalid_token", {}))
+    sinks.pagerduty.answer((400, f'{{"status": "invalid event", "errors": ["routing_key {ROUTING_KEY}"]}}', {}))
+    env = clean_env(
+        SETTLEKEEPER_BROKER_URL=sandbox.base_url, SETTLEKEEPER_REDIS_URL=session_redis_url, **sink_settings(sinks)
+    )
+    code, lines = await doctor(env, "--send-test-alert")
+    failed = marked(lines, "FAIL")
+    assert code == 1
+    assert failed == {
+        "slack": "the test alert was refused: HTTP 403: invalid_token (SETTLEKEEPER_SLACK_WEBHOOK_URL)",
+        "pagerduty": 'the test alert was refused: HTTP 400: {"status": "invalid event", "errors": ["routing_key '
+        '[redacted]"]} (SETTLEKEEPER_PAGERDUTY_ROUTING_KEY)',
+    }
+    assert len(sinks.pagerduty.bodies) == 1  # no resolve after a refused trigger

@@ -10,8 +10,7 @@ import socket
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 import redis
 import structlog
-from aiohttp import web
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -36,75 +34,13 @@ from store import keys
 from store.alert_state import Transition, move_sync
 from tests.support.jobs import JOB_ENV, RunWorker
 from tests.support.sandbox import Sandbox
+from tests.support.sinks import ROUTING_KEY, SLACK_PATH, Sinks
 from worker.schedule import Scheduler
 
-SLACK_PATH = "/services/T0SECRET/B0SECRET/xoxWebhookSecret42"
-"""The path of the Slack capture's webhook URL: in Slack's, the path is the credential."""
-ROUTING_KEY = "R0secretRoutingKey0123456789abcd"
 RUNBOOK = "https://wiki.example.com/settlekeeper/runbook"
 DEDUP = "rf-short-2026-11-24"
 FACTS = {"deadline": "2026-11-24", "transfers": "4", "amount": "16500.00", "minutes_to_cutoff": "53"}
 ROOT = Path(__file__).resolve().parents[2]
-
-Response = tuple[int, str, dict[str, str]]
-
-
-@dataclass
-class Received:
-    at: float
-    body: dict[str, Any]
-
-
-@dataclass
-class Capture:
-    """A local Slack or PagerDuty: records each request, answers from ``script`` first, then ``default``."""
-
-    url: str
-    default: Response
-    script: list[Response] = field(default_factory=list)
-    received: list[Received] = field(default_factory=list)
-
-    def answer(self, *responses: Response) -> None:
-        self.script.extend(responses)
-
-    @property
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r.body for r in self.received]
-
-
-@dataclass
-class Sinks:
-    slack: Capture
-    pagerduty: Capture
-
-
-async def _start(runners: list[web.AppRunner], path: str, default: Response) -> Capture:
-    capture = Capture("", default)
-
-    async def handle(request: web.Request) -> web.Response:
-        capture.received.append(Received(time.monotonic(), await request.json()))
-        status, text, headers = capture.script.pop(0) if capture.script else capture.default
-        return web.Response(status=status, text=text, headers=headers)
-
-    app = web.Application()
-    app.router.add_post(path, handle)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    runners.append(runner)
-    capture.url = f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
-    return capture
-
-
-@pytest.fixture
-async def sinks() -> AsyncIterator[Sinks]:
-    """Slack (200 ``ok``) and PagerDuty (202) capture servers on loopback."""
-    runners: list[web.AppRunner] = []
-    slack = await _start(runners, SLACK_PATH, (200, "ok", {}))
-    pagerduty = await _start(runners, "/v2/enqueue", (202, '{"status": "success"}', {}))
-    yield Sinks(slack, pagerduty)
-    for runner in runners:
-        await runner.cleanup()
 
 
 def sink_env(sinks: Sinks, **overrides: str) -> dict[str, str]:
