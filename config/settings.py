@@ -13,11 +13,11 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.redis_urls import redis_url_problem
 from funding import ids
 from funding.errors import ConfigError
 
@@ -340,36 +340,6 @@ class Settings(BaseSettings):
         if value not in {"json", "console", "auto"}:
             raise ValueError("expected one of json, console, auto")
         return value
-
-
-REDIS_URL_FORMS = "redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path/to/socket[?db=N]"
-
-
-def redis_url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL, in words that never repeat it (it may hold a password); None if fine.
-
-    redis-py itself accepts a path that is not a database number (``/notadb``) and silently uses db 0."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return f"expected {REDIS_URL_FORMS}: the port is not a number from 1 to 65535"
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        return f"expected {REDIS_URL_FORMS}: the scheme must be redis, rediss or unix"
-    if parts.scheme == "unix":
-        if not parts.path:
-            return f"expected {REDIS_URL_FORMS}: no socket path"
-    else:
-        if not parts.hostname:
-            return f"expected {REDIS_URL_FORMS}: no host"
-        if port == 0:
-            return f"expected {REDIS_URL_FORMS}: the port is not a number from 1 to 65535"
-        if parts.path not in ("", "/") and not parts.path[1:].isdigit():
-            return f"expected {REDIS_URL_FORMS}: the database (the path after the host) must be a number"
-    db = [value for name, value in parse_qsl(parts.query) if name == "db"]
-    if db and not db[-1].isdigit():
-        return f"expected {REDIS_URL_FORMS}: the db parameter must be a number"
-    return None
 
 
 class _FromMapping(Settings):

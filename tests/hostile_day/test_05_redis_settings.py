@@ -26,11 +26,13 @@ PASSWORD = "n0t-in-any-log"
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("notaurl", "the scheme must be redis, rediss or unix"),
+        ("notaurl", "the scheme must be redis, rediss, unix, redis+sentinel or rediss+sentinel"),
         (f"redis://:{PASSWORD}@cache/notadb", "the database (the path after the host) must be a number"),
         (f"redis://:{PASSWORD}@cache:99999/0", "the port is not a number from 1 to 65535"),
-        (f"http://:{PASSWORD}@cache:6379/0", "the scheme must be redis, rediss or unix"),
+        (f"http://:{PASSWORD}@cache:6379/0", "the scheme must be redis, rediss, unix, redis+sentinel or"),
         ("redis:///0", "no host"),
+        (f"redis+sentinel://:{PASSWORD}@s1:26379,s2:26379", "the path must be /<master name>[/db]"),
+        (f"redis+sentinel://:{PASSWORD}@s1:99999/main/0", "a sentinel port is not a number from 1 to 65535"),
     ],
 )
 @pytest.mark.parametrize("command", ["listen", "work"])

@@ -5,6 +5,7 @@ settles. (A job that rebuilt its asyncio client from host, port and password los
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from rq.serializers import JSONSerializer
 from jobs.registry import SETTLE_QUEUE, enqueue_phase, queue
 from store.clients import async_client, sync_client
 from store.transfers import TransferStore
+from tests.cli.test_oncall import cli_env, settlekeeper
 from tests.support.jobs import JOB_ENV, ThreadWorker
 from tests.support.listener import eventually, listener_settings
 from tests.support.redis_server import ManagedRedisServer
@@ -26,7 +28,8 @@ async def test_the_listener_records_and_the_settle_job_settles_over_tls_as_an_ac
     make_sandbox: SandboxFactory, managed_server: ManagedRedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two executed transfers: the listener records them in the TLS Redis, the 12:00 settle run (an RQ job on
-    a connection from the same URL) settles both, and a plain-TCP or default-user client is refused."""
+    a connection from the same URL) settles both, `settlekeeper status` reads it over TLS, and a plain-TCP
+    (client or command) or default-user client is refused."""
     url = managed_server.url
     sandbox = await make_sandbox(settlement_delay_seconds=0)
     created = await create_transfers(sandbox, ["10.00", "20.00"])
@@ -61,6 +64,19 @@ async def test_the_listener_records_and_the_settle_job_settles_over_tls_as_an_ac
     assert isinstance(report, dict)
     assert report["outcome"] == "done", report
     assert {row["status"] for row in await transfers(sandbox, created)} == {"COMPLETED"}
+
+    code, out, err = await settlekeeper("status", "--json", env=cli_env(sandbox, url))
+    [deadline] = [d for d in json.loads(out)["deadlines"] if d["deadline"] == day]
+    assert (deadline["due_count"], deadline["unsettled_count"]) == (2, 0), err
+    assert code == 1  # a problem found, not a usage error: no listener leads now
+    plain = url.replace("rediss://", "redis://").split("?", 1)[0]
+    code, out, err = await settlekeeper("status", "--json", env=cli_env(sandbox, plain))
+    where = f"redis://{managed_server.user}@127.0.0.1:{managed_server.port}/0"
+    assert (code, out.strip()) == (
+        1,
+        f"settlekeeper: RedisUnavailableError: Redis at {where} did not answer PING: ConnectionError",
+    ), err
+    assert managed_server.password not in out + err
 
     with pytest.raises(redis.ConnectionError):
         redis.Redis(host="127.0.0.1", port=managed_server.port, socket_timeout=2).ping()
