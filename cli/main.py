@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import signal
 import sys
 from collections.abc import Sequence
@@ -171,6 +172,10 @@ async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
+STAND_INS = ("sandbox", "demo")
+"""The commands whose package the container image leaves out (deploy/Dockerfile)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -184,6 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings, sys.stderr)
         return oncall.dispatch(settings, args)
     configure_logging(settings)
+    if args.command in STAND_INS and importlib.util.find_spec(args.command) is None:
+        print(
+            f"settlekeeper: {args.command} is not in this installation (the image holds the runtime only): "
+            "run it from a checkout",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "sandbox":
         asyncio.run(run_sandbox(settings, args))
     elif args.command == "listen":

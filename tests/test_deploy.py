@@ -1,22 +1,31 @@
-"""deploy/: Kubernetes manifests valid offline, the PrometheusRule and the dashboard use metrics that exist."""
+"""deploy/: the kustomize overlays render objects valid offline (core kinds by kubernetes-validate, KEDA's and the
+Prometheus Operator's by their own CRDs), locked down, and the PrometheusRule and the dashboard use metrics that
+exist."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import redis
 import yaml
 from prometheus_client import Metric
 
-from config.settings import DEFAULT_HTTP_PORT, DEFAULT_JOBS_METRICS_PORT
+from config.redis_urls import redis_url_problem
+from config.settings import DEFAULT_HTTP_PORT, DEFAULT_JOBS_METRICS_PORT, load_settings
 from jobs.job_metrics import JobsCollector
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, JOB_TIMEOUT_SECONDS, SETTLE_QUEUE
+from tests.support.tools import require
+from worker.listener import SHUTDOWN_SECONDS
 from worker.listener_metrics import ListenerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,20 +34,70 @@ KUBERNETES_VERSION = "1.33.0"
 METRIC = re.compile(r"\bsettlekeeper_[a-z0-9_]+")
 
 
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+OVERLAYS = ("staging", "production")
+CRDS = ROOT / "tests" / "fixtures" / "crds"
+CUSTOM_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_triggerauthentications.yaml",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+}
+"""The custom resources, each with the CRD its project publishes (tests/fixtures/crds/README.md: where from)."""
 
 
-def manifests() -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted([*DEPLOY.glob("k8s/*.yaml"), *DEPLOY.glob("prometheus/*.yaml")]):
-        if path.name == "rules-test.yaml":  # promtool's unit tests, not a manifest
-            continue
-        for doc in documents(path):
-            yield f"{path.relative_to(ROOT)}:{doc['kind']}/{doc['metadata']['name']}", doc
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """``kubectl kustomize deploy/k8s/overlays/<overlay>``: every object that overlay applies."""
+    kubectl = require({"kubectl": "kubernetes-client"})["kubectl"]
+    out = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)], check=True, capture_output=True, text=True
+    ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
 
-def by_name(kind: str, name: str) -> dict[str, Any]:
-    return next(doc for _, doc in manifests() if doc["kind"] == kind and doc["metadata"]["name"] == name)
+def manifests(overlay: str = "production") -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in rendered(overlay):
+        yield f"{doc['kind']}/{doc['metadata']['name']}", doc
+
+
+def by_name(kind: str, name: str, overlay: str = "production") -> dict[str, Any]:
+    return next(doc for _, doc in manifests(overlay) if doc["kind"] == kind and doc["metadata"]["name"] == name)
+
+
+def pod_specs(overlay: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, doc in manifests(overlay):
+        if doc["kind"] == "Deployment":
+            yield name, doc["spec"]["template"]["spec"]
+
+
+@functools.cache
+def crd_schema(filename: str) -> dict[str, Any]:
+    """The served version's openAPIV3Schema, closed: an unknown field is an error (as `kubectl apply
+    --validate=strict` makes it), except where the CRD keeps unknown fields itself."""
+    crd = yaml.safe_load((CRDS / filename).read_text())
+    [version] = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
+    return _closed(version["schema"]["openAPIV3Schema"])
+
+
+def check(doc: dict[str, Any], filename: str) -> None:
+    """Validate ``doc`` against a CRD's schema. The schema itself is not checked: its patterns are Go's (one
+    starts ``^(?i)``, which Python's re refuses), and they apply only to fields settlekeeper does not set."""
+    jsonschema.Draft7Validator(crd_schema(filename)).validate(doc)
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    closed = {key: value for key, value in schema.items()}
+    if "properties" in schema:
+        closed["properties"] = {name: _closed(sub) for name, sub in schema["properties"].items()}
+        if not schema.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in schema:
+            closed["additionalProperties"] = False
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            closed[key] = _closed(schema[key])
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            closed[key] = [_closed(sub) for sub in schema[key]]
+    return closed
 
 
 def exposed_names(families: Iterator[Metric]) -> set[str]:
@@ -54,22 +113,189 @@ def known_metrics(redis_client: redis.Redis) -> set[str]:
     return exposed_names(ListenerMetrics().registry.collect()) | exposed_names(iter(collector.collect()))
 
 
-@pytest.mark.parametrize("name", [name for name, doc in manifests() if doc["apiVersion"].startswith("apps/")])
-def test_workload_manifests_validate_strictly_offline(name: str) -> None:
-    """Deployments pass kubernetes-validate --strict (unknown fields and wrong types are errors)."""
-    doc = next(doc for found, doc in manifests() if found == name)
-    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-
-
-def test_every_manifest_is_a_known_kind() -> None:
-    """deploy/ holds Deployments and the Prometheus Operator's PodMonitors and PrometheusRule, nothing else."""
-    kinds = sorted((doc["apiVersion"], doc["kind"]) for _, doc in manifests())
-    assert set(kinds) == {
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_core_objects_of_each_overlay_validate_strictly_offline(overlay: str) -> None:
+    """Every core object of the rendered overlay passes kubernetes-validate --strict (unknown fields and wrong
+    types are errors); the overlay has every kind the deployment needs."""
+    kinds = {(doc["apiVersion"], doc["kind"]) for doc in rendered(overlay)}
+    assert kinds == {
+        ("v1", "ServiceAccount"),
+        ("v1", "ConfigMap"),
         ("apps/v1", "Deployment"),
-        ("monitoring.coreos.com/v1", "PodMonitor"),
-        ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        *CUSTOM_KINDS,
     }
-    assert len(kinds) == 5
+    for doc in rendered(overlay):
+        if (doc["apiVersion"], doc["kind"]) not in CUSTOM_KINDS:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert {doc["metadata"]["namespace"] for doc in rendered(overlay)} == {
+        "settlekeeper-staging" if overlay == "staging" else "settlekeeper"
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_custom_resources_validate_against_their_projects_crds(overlay: str) -> None:
+    """ScaledObject and TriggerAuthentication against KEDA's CRDs, PodMonitor and PrometheusRule against the
+    Prometheus Operator's: each object's schema, closed to unknown fields."""
+    checked = 0
+    for doc in rendered(overlay):
+        filename = CUSTOM_KINDS.get((doc["apiVersion"], doc["kind"]))
+        if filename is not None:
+            check(doc, filename)
+            checked += 1
+    assert checked == 5
+
+
+def test_the_crd_check_refuses_an_unknown_field() -> None:
+    """The closed schema is strict: a misspelt ScaledObject field (minReplicas) fails validation."""
+    scaled = copy.deepcopy(by_name("ScaledObject", "settlekeeper-worker"))
+    scaled["spec"]["minReplicas"] = scaled["spec"].pop("minReplicaCount")
+    with pytest.raises(jsonschema.ValidationError, match="minReplicas"):
+        check(scaled, CUSTOM_KINDS[("keda.sh/v1alpha1", "ScaledObject")])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_runs_locked_down(overlay: str) -> None:
+    """Non-root with a fixed UID, read-only root, no privilege escalation, no capabilities, RuntimeDefault
+    seccomp, requests and limits, no service account token, and no writable volume (no process writes)."""
+    specs = dict(pod_specs(overlay))
+    assert set(specs) == {"Deployment/settlekeeper-listener", "Deployment/settlekeeper-worker"}
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert (pod["runAsNonRoot"], pod["runAsUser"], pod["seccompProfile"]) == (
+            True,
+            10001,
+            {"type": "RuntimeDefault"},
+        )
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["serviceAccountName"] == "settlekeeper"
+        for volume in spec.get("volumes", []):
+            assert set(volume) == {"name", "secret"}, f"{name}: {volume['name']} is writable"
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            }, name
+            resources = container["resources"]
+            assert set(resources["requests"]) == {"cpu", "memory"} == set(resources["limits"]), name
+            assert all(mount["readOnly"] for mount in container.get("volumeMounts", [])), name
+    account = by_name("ServiceAccount", "settlekeeper", overlay)
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_the_listener_keeps_a_leader_through_updates_and_disruptions() -> None:
+    """Two listeners, a rolling update that starts the new one before stopping an old one, probes, a preStop
+    pause plus the listener's own shutdown inside the grace period; PDBs keep a listener and lose one worker
+    at most."""
+    deployment = by_name("Deployment", "settlekeeper-listener")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(container)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause + SHUTDOWN_SECONDS < pod["terminationGracePeriodSeconds"]
+    listeners = by_name("PodDisruptionBudget", "settlekeeper-listener")["spec"]
+    workers = by_name("PodDisruptionBudget", "settlekeeper-worker")["spec"]
+    assert (listeners["minAvailable"], workers["maxUnavailable"]) == (1, 1)
+    assert listeners["selector"]["matchLabels"]["app.kubernetes.io/component"] == "listener"
+    assert workers["selector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_scales_the_workers_on_every_queue_with_credentials_from_a_secret(overlay: str) -> None:
+    """One redis trigger per RQ queue list, at least one worker always, the credentials through a
+    TriggerAuthentication that reads the example Secret's keys; the worker Deployment leaves replicas to KEDA."""
+    scaled = by_name("ScaledObject", "settlekeeper-worker", overlay)["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "settlekeeper-worker"
+    assert scaled["minReplicaCount"] >= 1
+    assert scaled["maxReplicaCount"] > scaled["minReplicaCount"]
+    lists = {trigger["metadata"]["listName"] for trigger in scaled["triggers"]}
+    assert lists == {f"rq:queue:{name}" for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE)}
+    assert {trigger["type"] for trigger in scaled["triggers"]} == {"redis"}
+    auth = by_name("TriggerAuthentication", "settlekeeper-redis", overlay)["spec"]["secretTargetRef"]
+    assert {t["authenticationRef"]["name"] for t in scaled["triggers"]} == {"settlekeeper-redis"}
+    example = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())
+    for ref in auth:
+        if ref["name"] == "settlekeeper-secrets":
+            assert ref["key"] in example["stringData"]
+    assert "replicas" not in by_name("Deployment", "settlekeeper-worker", overlay)["spec"]
+
+
+def test_the_example_secret_is_valid_and_holds_placeholders_only() -> None:
+    """secret.example.yaml validates, names every secret setting and KEDA's keys, and every value is CHANGE-ME'd."""
+    example = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())
+    kubernetes_validate.validate(example, KUBERNETES_VERSION, strict=True)
+    values = example["stringData"]
+    assert set(values) == {
+        "SETTLEKEEPER_REDIS_URL",
+        "SETTLEKEEPER_BROKER_KEY",
+        "SETTLEKEEPER_BROKER_SECRET",
+        "SETTLEKEEPER_SLACK_WEBHOOK_URL",
+        "SETTLEKEEPER_PAGERDUTY_ROUTING_KEY",
+        "REDIS_ADDRESS",
+        "REDIS_USERNAME",
+        "REDIS_PASSWORD",
+    }
+    secret_like = [v for k, v in values.items() if k not in {"REDIS_ADDRESS", "REDIS_USERNAME"}]
+    assert all("CHANGE-ME" in value for value in secret_like)
+    assert redis_url_problem(values["SETTLEKEEPER_REDIS_URL"]) is None
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_network_policy_lets_in_monitoring_only_and_out_dns_redis_and_https(overlay: str) -> None:
+    """Ingress: the two metrics ports from the monitoring namespace. Egress: DNS, the Redis ports, 443 to public
+    addresses; nothing else."""
+    policy = by_name("NetworkPolicy", "settlekeeper", overlay)["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    [ingress] = policy["ingress"]
+    assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert {p["port"] for p in ingress["ports"]} == {DEFAULT_HTTP_PORT, DEFAULT_JOBS_METRICS_PORT}
+    ports = sorted((p["protocol"], p["port"]) for rule in policy["egress"] for p in rule["ports"])
+    assert ports == sorted([("UDP", 53), ("TCP", 53), ("TCP", 6379), ("TCP", 6380), ("TCP", 26379), ("TCP", 443)])
+    [https] = [rule for rule in policy["egress"] if rule["ports"] == [{"protocol": "TCP", "port": 443}]]
+    assert https["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert "10.0.0.0/8" in https["to"][0]["ipBlock"]["except"]
+
+
+def test_each_overlay_points_at_its_broker_api_with_its_modes() -> None:
+    """Staging: Alpaca's sandbox host, modes on. Production: the live host, modes dry-run until go-live. Both
+    configs are settings settlekeeper accepts."""
+    for overlay, url, mode in (
+        ("staging", "https://broker-api.sandbox.alpaca.markets", "on"),
+        ("production", "https://broker-api.alpaca.markets", "dry-run"),
+    ):
+        [config] = [doc for doc in rendered(overlay) if doc["kind"] == "ConfigMap"]
+        data = config["data"]
+        assert data["SETTLEKEEPER_BROKER_URL"] == url
+        assert {data[f"SETTLEKEEPER_{a}_MODE"] for a in ("SETTLE", "FUND", "COVER")} == {mode}
+        settings = load_settings(data)
+        assert settings.mode("settle") == mode
+        for _, spec in pod_specs(overlay):
+            refs = [
+                source["configMapRef"]["name"]
+                for c in spec["containers"]
+                for source in c["envFrom"]
+                if "configMapRef" in source
+            ]
+            assert refs == [config["metadata"]["name"]]
+
+
+def test_the_prometheus_selector_label_is_set_once_on_every_monitoring_object() -> None:
+    """release: kube-prometheus-stack on both PodMonitors and the PrometheusRule, written in one file only."""
+    for name, doc in manifests():
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack", name
+    written = [p for p in DEPLOY.rglob("*.yaml") if "release: kube-prometheus-stack" in p.read_text()]
+    assert [p.relative_to(DEPLOY).as_posix() for p in written] == ["prometheus/kustomization.yaml"]
 
 
 def test_worker_deployment_outlives_a_job_and_serves_metrics_named_after_its_pod() -> None:
