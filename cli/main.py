@@ -57,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--week-of", type=date.fromisoformat, help="a day of the week to play (default 2026-11-23)")
     demo.add_argument("--days", type=_positive_int, help="settlement deadlines to play (default: the whole week)")
     demo.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
+    chaos = commands.add_parser(
+        "chaos",
+        help="play trading days with processes killed, Redis restarted and Alpaca failing; check the invariants",
+        description="exit 0 only when every invariant holds; the last line sums up the run",
+        epilog="example: settlekeeper chaos --days 20 --seed 7",
+    )
+    chaos.add_argument("--days", type=_positive_int, default=3, help="trading days to play (default 3)")
+    chaos.add_argument("--seed", type=int, help="replay a run: its seed is printed first (default: a new one)")
+    chaos.add_argument("--workers", type=_positive_int, default=2, help="RQ worker processes (default 2)")
+    chaos.add_argument("--log-dir", type=Path, help="where the processes' logs go (default: a new temp directory)")
     from cli import commands as oncall
 
     oncall.add_parsers(commands)
@@ -87,6 +97,13 @@ def demo_week(settings: Settings, args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in ("week_of", "speed", "days", "log_dir")}
     options = demo.DemoOptions(**{name: value for name, value in given.items() if value is not None})
     return asyncio.run(demo.run_demo(settings, options))
+
+
+def chaos_days(settings: Settings, args: argparse.Namespace) -> int:
+    from chaos.run import ChaosOptions, run_chaos
+
+    options = ChaosOptions(days=args.days, seed=args.seed, workers=args.workers, log_dir=args.log_dir)
+    return asyncio.run(run_chaos(settings, options))
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> bool:
@@ -172,7 +189,7 @@ async def run_sandbox(settings: Settings, args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
-STAND_INS = ("sandbox", "demo")
+STAND_INS = ("sandbox", "demo", "chaos")
 """The commands whose package the container image leaves out (deploy/Dockerfile)."""
 
 
@@ -204,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_worker(settings, args)
     elif args.command == "demo":
         return demo_week(settings, args)
+    elif args.command == "chaos":
+        return chaos_days(settings, args)
     else:  # a subcommand with a parser but no dispatch: a bug, said loudly
         raise AssertionError(f"settlekeeper {args.command} has no dispatch")
     return 0

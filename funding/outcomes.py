@@ -13,6 +13,8 @@ class SettleOutcome(StrEnum):
     DONE = "done"
     """Everything it planned is settled (transfers RF could not cover are in ``left``)."""
     NOTHING_DUE = "nothing_due"
+    NOT_YET = "not_yet"
+    """A re-plan before the deadline's first settle phase: the partner may still settle by hand; the phase plans."""
     REPLAN = "replan"
     """A round found the amounts changed (a settlement FAILED once): plan again, within the same run."""
     DRY_RUN = "dry_run"

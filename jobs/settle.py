@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from datetime import date
+import time as wall
+from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
@@ -133,7 +133,7 @@ async def _run_started(ctx: JobContext, deadline: date, phase: str) -> None:
 
 async def _run_ended(ctx: JobContext, deadline: date, report: dict[str, Any]) -> None:
     ended: dict[Any, Any] = {
-        "ended_unix": repr(time.time()),
+        "ended_unix": repr(wall.time()),
         "outcome": str(report["outcome"]),
         "left": str(len(report.get("left", []))),
     }
@@ -146,6 +146,12 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
     if now >= at_et(deadline, CYCLE_CUTOFF):
         await ctx.ledger.note("too_late", "settle", f"settle-{deadline}", why="transfers are canceled at 8 PM ET")
         return {**report, "outcome": SettleOutcome.TOO_LATE}
+    first_phase = at_et(deadline, time.fromisoformat(ctx.settings.phase_settle))
+    if phase == "replan" and now < first_phase:
+        # Until its first settle phase the deadline is the partner's to settle by hand (one settlement in
+        # progress per correspondent: an early one of ours would refuse theirs); the phase plans what is left.
+        await ctx.ledger.note("not_yet", "settle", f"settle-{deadline}", why=f"before the {first_phase:%H:%M} phase")
+        return {**report, "outcome": SettleOutcome.NOT_YET}
     late = now >= at_et(deadline, SETTLEMENT_CUTOFF)
     if late:
         await ctx.ledger.note(

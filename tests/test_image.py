@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 RUNTIME = {"funding", "config", "store", "broker", "jobs", "worker", "cli"}
+STAND_INS = ("sandbox", "demo", "chaos")
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -53,12 +54,12 @@ def test_the_final_stage_holds_the_environment_only_and_runs_as_a_fixed_non_root
 
 def test_the_build_stage_copies_the_packages_and_drops_the_stand_ins_and_pip() -> None:
     """The build stage copies the runtime packages (and the stand-ins the wheel lists), then removes the sandbox,
-    the demo and pip from the environment; tests, bench and docs are never copied."""
+    the demo, the chaos harness and pip from the environment; tests, bench and docs are never copied."""
     copied = {rest.split()[0] for word, rest in instructions() if word == "COPY" and not rest.startswith("--from")}
-    assert copied == {"pyproject.toml", *RUNTIME, "sandbox", "demo"}
+    assert copied == {"pyproject.toml", *RUNTIME, *STAND_INS}
     build = " ".join(rest for word, rest in instructions() if word == "RUN")
-    assert "site-packages/sandbox" in build
-    assert "site-packages/demo" in build
+    for package in STAND_INS:
+        assert f"/opt/settlekeeper/lib/python3.11/site-packages/{package} " in build
     assert "pip uninstall --yes pip" in build
 
 

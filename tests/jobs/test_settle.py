@@ -164,6 +164,35 @@ async def test_partner_settlement_done_before_the_run_is_left_alone_and_its_wire
     assert (await reconciled(sandbox))[SI]["cash"] == 0
 
 
+async def test_a_replan_before_the_settle_phase_leaves_the_morning_to_the_partner(
+    make_sandbox: SandboxFactory, job_env: JobEnv, run_worker: RunWorker, redis_client: redis.Redis
+) -> None:
+    """The partner settles two transfers at 10:00 (their events cause a re-plan): the re-plan moves nothing
+    (outcome not_yet, audited), so the partner's next settlement is not refused; 12:00 settles the rest.
+    (The chaos harness found a 10:00 re-plan settling every transfer due.)"""
+    sandbox = await make_sandbox(settlement_delay_seconds=0)
+    job_env(sandbox)
+    created = await create_transfers(sandbox, ["200.00", "80.00", "150.25", "99.99"])
+    first, second, rest = created[:1], created[1:2], created[2:]
+    deadline = created[0]["deadline"]
+    await sandbox.set_clock(et(deadline, 10))
+    await sandbox.wire(SI, str(total(r["amount"] for r in first)))
+    await partner_settles(sandbox, first)
+
+    early = await run_settle(redis_client, run_worker, deadline, job="replan-1")
+
+    assert (early["outcome"], early["settled"]) == ("not_yet", 0)
+    assert await journals(sandbox) == []
+    assert "not_yet" in audit_events(redis_client)
+    await sandbox.wire(SI, str(total(r["amount"] for r in second)))  # SI's excess was swept to FW meanwhile
+    await partner_settles(sandbox, second)  # one settlement in progress at a time: an early one of ours refused it
+    await sandbox.set_clock(et(deadline, 12))
+    report = await run_settle(redis_client, run_worker, deadline)
+    assert (report["outcome"], report["settled"]) == ("done", len(rest))
+    assert {t["status"] for t in await transfers(sandbox, created)} == {"COMPLETED"}
+    assert len(await settlements(sandbox)) == 3
+
+
 async def test_partner_settlement_still_pending_makes_the_job_wait_then_settle_the_rest(
     make_sandbox: SandboxFactory, job_env: JobEnv, run_worker: RunWorker, redis_client: redis.Redis
 ) -> None:

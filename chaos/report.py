@@ -1,0 +1,59 @@
+"""The one table a chaos run prints, and its last line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from chaos.actions import Record
+from chaos.invariants import Verdict
+from chaos.plan import FAULT_KINDS, Plan
+
+PROCESS_KILLS = (
+    "leader",
+    "standby",
+    "listener",
+    "worker",
+    "leader_term",
+    "standby_term",
+    "listener_term",
+    "worker_term",
+)
+"""``listener``: a kill meant for the leader or the standby when no listener had that role (one was starting)."""
+
+
+def render(plan: Plan, record: Record, verdict: Verdict, seconds: float) -> Iterator[str]:
+    trading = sum(1 for day in plan.days if day.trading)
+    kills = sum(record.kills[kind] for kind in PROCESS_KILLS)
+    rows = [
+        ("days played", f"{len(plan.days)} ({trading} trading, {len(plan.days) - trading} closed)"),
+        ("IF transfers", f"{record.transfers} created, {record.refused_transfers} refused; {record.trades} trades"),
+        ("RF-short deadlines", ", ".join(str(d) for d in sorted(record.rf_short_deadlines)) or "none"),
+        ("partner settlements", str(len(record.partner_settlements))),
+        *((f"kills: {kind}", str(record.kills[kind])) for kind in PROCESS_KILLS),
+        (
+            "Redis restarts",
+            f"{record.redis_restarts} ({record.kills['redis_lose_last_second']} losing the last "
+            f"second, {record.redis_bytes_lost} AOF bytes cut)",
+        ),
+        *((f"fault: {kind}", str(record.faults[kind])) for kind in FAULT_KINDS),
+        ("clock jumps", str(record.clock_jumps)),
+        ("pauses", str(len(record.pauses))),
+        ("wall time", f"{seconds:.0f} s"),
+    ]
+    width = max(len(name) for name in (*(r[0] for r in rows), *verdict.violations))
+    yield ""
+    for name, value in rows:
+        yield f"  {name:<{width}}  {value}"
+    yield ""
+    yield f"  {'invariant':<{width}}  violations"
+    for name, found in verdict.violations.items():
+        yield f"  {name:<{width}}  {len(found)}"
+        for what in found[:5]:
+            yield f"  {'':<{width}}    {what}"
+        if len(found) > 5:
+            yield f"  {'':<{width}}    … {len(found) - 5} more"
+    yield ""
+    yield (
+        f"chaos: {len(plan.days)} days, {kills} kills, {record.redis_restarts} Redis restarts, "
+        f"{verdict.total} violations"
+    )
