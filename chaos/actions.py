@@ -101,7 +101,7 @@ class Actor:
     async def drain_rf(self, deadline: date, due: Decimal) -> None:
         """The treasury moves RF's cash to FW, leaving a tenth of what is due: the deadline is RF-short, short
         enough that transfers whose cancellation leaves a debit stay unsettled too (they are settled first)."""
-        rf = await self._account(RF)
+        rf = await self.account(RF)
         leave = (due / 10).quantize(Decimal("0.01"))
         amount = Decimal(rf["cash"]) - Decimal(rf.get("memoposts") or 0) - leave
         if amount > 0:
@@ -189,7 +189,7 @@ class Actor:
                 return listener
         return None
 
-    async def _account(self, number: str) -> dict[str, Any]:
+    async def account(self, number: str) -> dict[str, Any]:
         account: dict[str, Any] = await self.api.call("GET", f"/v1/trading/accounts/{await self._id(number)}/account")
         return account
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TextIO
 
 import aiohttp
-import redis
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
@@ -42,12 +41,9 @@ from chaos.sinks import capture
 from config.settings import Settings
 from demo.environment import child_environment
 from demo.feed import DemoError, SandboxClient
-from demo.run import serve_sandbox
+from demo.run import jobs_in_flight, serve_sandbox
 from funding.calendar import TradingCalendar, at_et, to_et
-from jobs.registry import queue
-from jobs.rq_worker import QUEUES
 from sandbox.clock_control import SandboxClock
-from store import keys
 from store.clients import async_client, sync_client
 
 SHORT_FIRST = date(2026, 11, 24)
@@ -280,9 +276,9 @@ def _treasury(day: Day, api: SandboxClient, actor: Actor, add: Callable[[datetim
     async def drain() -> None:
         due = [t for t in await api.transfers(deadline=day.day.isoformat()) if t["status"] == "EXECUTED"]
         total = sum((Decimal(t["remaining_payable"]) for t in due), Decimal(0))
-        before = Decimal((await actor._account(RF))["cash"])
+        before = Decimal((await actor.account(RF))["cash"])
         await actor.drain_rf(day.day, total)
-        drained.append(before - Decimal((await actor._account(RF))["cash"]))
+        drained.append(before - Decimal((await actor.account(RF))["cash"]))
 
     async def refill() -> None:
         await actor.refill_rf(sum(drained, Decimal(0)) or Decimal("10000.00"))
@@ -352,18 +348,9 @@ async def _drain(url: str, within: float = 30.0) -> None:
     deadline = clock_time.monotonic() + within
     try:
         while clock_time.monotonic() < deadline:
-            busy = await asyncio.to_thread(_in_flight, client)
+            busy = await asyncio.to_thread(jobs_in_flight, client)
             if not busy:
                 return
             await asyncio.sleep(0.3)
     finally:
         client.close()
-
-
-def _in_flight(client: redis.Redis) -> int:
-    """Listener actions not yet handed to RQ, and jobs queued, running or waiting for a retry."""
-    total = int(client.xlen(keys.OUTBOX) or 0)
-    for name in QUEUES:
-        rq_queue = queue(name, client)
-        total += rq_queue.count + rq_queue.started_job_registry.count + rq_queue.scheduled_job_registry.count
-    return total

@@ -389,7 +389,7 @@ async def _drain(url: str, trail: Trail, watcher: Watcher, stop: asyncio.Event) 
     quiet_since = time.monotonic()
     try:
         while time.monotonic() < deadline and not stop.is_set():
-            busy = await asyncio.to_thread(_jobs_in_flight, sync)
+            busy = await asyncio.to_thread(jobs_in_flight, sync)
             if await trail.poll() or busy:
                 quiet_since = time.monotonic()
             await watcher.poll()
@@ -400,7 +400,7 @@ async def _drain(url: str, trail: Trail, watcher: Watcher, stop: asyncio.Event) 
         sync.close()
 
 
-def _jobs_in_flight(client: redis.Redis) -> int:
+def jobs_in_flight(client: redis.Redis) -> int:
     """Jobs queued, running or waiting to be retried, and listener actions not yet handed to RQ."""
     total = int(client.xlen(keys.OUTBOX) or 0)
     for name in (SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE):

@@ -102,5 +102,6 @@ async def test_each_kind_of_violation_is_found(session_redis_url: str, async_red
         NAMES[5]: 1,
         NAMES[6]: 1,
         NAMES[7]: 0,
+        NAMES[8]: 0,
     }, verdict.violations
     assert "t3 due 2026-11-27: CANCELED, interest 0.05" in verdict.violations[NAMES[1]][0]
