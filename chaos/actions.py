@@ -38,6 +38,17 @@ HTTP_FAULTS: dict[str, dict[str, Any]] = {
     "slow": {"kind": "slow", "delay_seconds": 1.5},
 }
 
+SETTLEKEEPERS_PATHS = (
+    "/v1/journals/",
+    "/v1/instant_funding/settlements/",
+    "/v1/instant_funding/limits",
+    "/v1/accounts/",
+    "/v1/clock",
+    "/v2/calendar/",
+)
+"""Where HTTP faults are armed: paths settlekeeper calls and the harness does not (a fault the harness' own
+treasury or transfer call met would skip that act, not test settlekeeper)."""
+
 
 @dataclass
 class Pause:
@@ -177,7 +188,7 @@ class Actor:
         if kind in STREAM_FAULTS:
             spec = {**STREAM_FAULTS[kind], "n": n, "times": 1, "stream": self.rng.choice(["activities", "journals"])}
         else:
-            spec = {**HTTP_FAULTS[kind], "path": "/v1/", "times": 1 + n % 4}
+            spec = {**HTTP_FAULTS[kind], "path": self.rng.choice(SETTLEKEEPERS_PATHS), "times": 1 + n % 4}
         await self.api.call("POST", "/sandbox/faults", spec)
         if kind in STREAM_FAULTS:
             await self.api.call("POST", "/sandbox/streams/disconnect")

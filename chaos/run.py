@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from chaos import leaks
-from chaos.actions import RF, Actor
+from chaos.actions import RF, SI, Actor
 from chaos.cluster import Fleet, Process, Redis, free_port
 from chaos.invariants import NAMES, Books, Verdict, check
 from chaos.plan import CUSTOMERS, Day, Plan, build
@@ -269,25 +269,43 @@ def _timeline(
 
 
 def _treasury(day: Day, api: SandboxClient, actor: Actor, add: Callable[[datetime, Act], None]) -> None:
-    """An RF-short deadline: the treasury drains RF at 09:00 and wires it back at 19:30 (before the 8 PM
-    cancellations, so every debit can be covered); a partner's own settlement at 10:00."""
+    """A trading day's treasury. At 08:00 the partner tops RF up to its opening balance (what the day before
+    settled is wired back, as a partner funds RF daily). On an RF-short deadline it drains RF at 09:00 and wires
+    it back at 19:30 (before the 8 PM cancellations, so every debit can be covered). A partner's own settlement
+    at 10:00. At 11:55 the harness reads whether SI + RF can pay what is due: a deadline they cannot pay is
+    RF-short whatever the plan said (the invariants exempt it from the 1 PM one and expect its alert)."""
     drained: list[Decimal] = []
+    opening = Decimal(str(SEED["rf_balance"]))
+
+    async def due() -> Decimal:
+        rows = [t for t in await api.transfers(deadline=day.day.isoformat()) if t["status"] == "EXECUTED"]
+        return sum((Decimal(t["remaining_payable"]) for t in rows), Decimal(0))
+
+    async def top_up() -> None:
+        cash = Decimal((await actor.account(RF))["cash"])
+        if cash < opening:
+            await actor.refill_rf(opening - cash)
 
     async def drain() -> None:
-        due = [t for t in await api.transfers(deadline=day.day.isoformat()) if t["status"] == "EXECUTED"]
-        total = sum((Decimal(t["remaining_payable"]) for t in due), Decimal(0))
         before = Decimal((await actor.account(RF))["cash"])
-        await actor.drain_rf(day.day, total)
+        await actor.drain_rf(day.day, await due())
         drained.append(before - Decimal((await actor.account(RF))["cash"]))
 
     async def refill() -> None:
         await actor.refill_rf(sum(drained, Decimal(0)) or Decimal("10000.00"))
 
+    async def can_pay() -> None:
+        firm = sum([Decimal((await actor.account(number))["cash"]) for number in (RF, SI)], Decimal(0))
+        if firm < await due():
+            actor.record.rf_short_deadlines.add(day.day)
+
+    add(at_et(day.day, time(8, 0)), top_up)
     if day.rf_short:
         add(at_et(day.day, time(9, 0)), drain)
         add(at_et(day.day, time(19, 30)), refill)
     if day.partner_settles:
         add(at_et(day.day, time(10, 0)), functools.partial(actor.partner_settles, day.day))
+    add(at_et(day.day, time(11, 55)), can_pay)
 
 
 async def _play(
