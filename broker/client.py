@@ -35,6 +35,7 @@ from funding.errors import (
 )
 from funding.models import (
     Account,
+    Clock,
     CorrespondentLimit,
     IFReport,
     IFStatus,
@@ -184,7 +185,9 @@ class BrokerClient:
         code, message = _error_body(raw)
         text = f"{where} → HTTP {status}" + (f" code {code}" if code else "") + f": {message}"
         if status == 429:
-            raise RateLimitedError(text, reset_at=float(reset) if reset and reset.isdigit() else None)
+            # isascii: isdigit alone takes "²", which float() refuses
+            reset_at = float(reset) if reset is not None and reset.isascii() and reset.isdigit() else None
+            raise RateLimitedError(text, reset_at=reset_at)
         if status >= 500:
             raise ServerError(text, status=status, code=code)
         if status == 401 or (status == 403 and method == "GET"):
@@ -328,8 +331,7 @@ class BrokerClient:
 
     async def clock(self) -> datetime:
         """The Broker API's clock (``GET /v1/clock``): the sandbox clock against the sandbox."""
-        body = await self.request("GET", "/v1/clock")
-        return datetime.fromisoformat(str(body["timestamp"]))
+        return parsed(Clock, await self.request("GET", "/v1/clock"), "/v1/clock").timestamp
 
 
 def _offset(offset: int) -> dict[str, str]:

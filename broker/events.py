@@ -95,9 +95,15 @@ KNOWN_ACTIVITY_TYPES = frozenset(
 )
 """Activity types Alpaca documents; anything else is dead-lettered (and counted), never acted on."""
 KNOWN_ACTIVITY_STATUSES = frozenset({"executed", "canceled", "correct", "pending"})
+JOURNAL_ENTRY_TYPES = frozenset({"JNLC", "JNLS"})
+"""Journal entry types Alpaca documents (``JournalEntryType``); a journal event of another is dead-lettered: its
+type labels the events metric, which must not grow a series per value a payload makes up."""
 IF_TYPES = frozenset({"MEM", "CSD", "INT"})
 """Activity types that can name an instant-funding transfer (memopost, settlement deposit, late interest)."""
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)", re.ASCII)
+"""The date-times the fast path reads itself; ``datetime.fromisoformat`` also takes ISO forms the model refuses
+(``20261123T150001Z``, ``2026-W48-1T15:00Z``), which go the model's way."""
 _TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
 """A transfer id named in an activity's description (checked as a UUID like any other)."""
 
@@ -159,6 +165,8 @@ def _reduce(stream: Stream, event_id: str, payload: dict[str, Any], data: str) -
     try:
         if stream is Stream.JOURNALS:
             journal = JournalStatusEvent.model_validate(payload)
+            if journal.entry_type not in JOURNAL_ENTRY_TYPES:
+                return _dead(stream, event_id, "unknown_type", f"journal entry type {journal.entry_type[:40]!r}", data)
             if not journal.status_to.known:
                 return _dead(stream, event_id, "unknown_status", f"journal status {journal.status_to.value!r}", data)
             key = journal.idempotency_key if ids.is_uuid(journal.idempotency_key) else ""
@@ -240,6 +248,8 @@ def _plain_activity(payload: dict[str, object]) -> tuple[str, str, datetime] | N
     if not (isinstance(kind, str) and isinstance(status, str) and isinstance(at, str) and isinstance(account, str)):
         return None
     if kind in IF_TYPES or _UUID.fullmatch(account) is None or not isinstance(payload.get("details", {}), dict):
+        return None
+    if not isinstance(payload.get("description", ""), str | None) or _RFC3339.fullmatch(at) is None:
         return None
     amount = payload.get("net_amount")
     try:

@@ -13,6 +13,8 @@ builds a fresh ``EventSource`` on a session we own, wraps the response's line it
   that are not UTF-8 become U+FFFD instead of crashing the library's strict decode;
 - a line longer than :data:`MAX_LINE_BYTES` is skipped to its end and reported to ``on_oversized``
   (the reader dead-letters it) while the connection goes on: a reconnect would read it again, forever;
+- ``retry:`` lines never reach the library: it alone would use them (it never reconnects here), and a value past
+  ``timedelta``'s range (``retry: 99999999999999999999``) raises ``OverflowError`` out of its parser;
 
 and maps connect failures onto the error tree with the status and ``X-RateLimit-Reset`` captured by
 an aiohttp trace hook, closing the failed response the library would leave holding a connection.
@@ -164,6 +166,8 @@ class _Lines:
             if raw[:1] == b":":
                 self._on_comment(raw[1:].decode("utf-8", "replace").strip())
                 continue
+            if raw[:6] == b"retry:":  # only the library's own reconnect reads it, and it is never used
+                continue
             if not raw.isascii():  # the library decodes strictly; one bad byte would escape as an error
                 raw = raw.decode("utf-8", "replace").encode()
             return raw
@@ -258,7 +262,8 @@ def _connect_error(url: str, info: ConnectInfo, exc: BaseException) -> Exception
         return Redirected(f"{where} → HTTP {status}", location=info.headers.get("Location", "")[:2000])
     if status == 429:
         reset = info.headers.get("X-RateLimit-Reset", "")
-        return RateLimitedError(f"{where} → HTTP 429", reset_at=float(reset) if reset.isdigit() else None)
+        known = reset.isascii() and reset.isdigit()  # isdigit alone takes "²", which float() refuses
+        return RateLimitedError(f"{where} → HTTP 429", reset_at=float(reset) if known else None)
     if status >= 500:
         return ServerError(f"{where} → HTTP {status}", status=status)
     if status in (401, 403):

@@ -118,7 +118,9 @@ def redis_url_problem(url: str) -> str | None:
         port = parts.port
     except ValueError:
         return f"expected {REDIS_URL_FORMS}: the port is not a number from 1 to 65535"
-    if parts.scheme not in ("redis", "rediss", "unix"):
+    # the scheme as redis-py reads it: urlsplit lower-cases it and drops leading control characters and spaces
+    # (``REDIS://``, ``\x00redis://``), which redis-py refuses at the first connect
+    if not url.startswith(("redis://", "rediss://", "unix://")):
         return f"expected {REDIS_URL_FORMS}: the scheme must be redis, rediss, unix, redis+sentinel or rediss+sentinel"
     if parts.scheme == "unix":
         if not parts.path:

@@ -70,7 +70,8 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 Mode = Literal["off", "dry-run", "on"]
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A duration; ``inf`` is greater than 0 too, and would hang a sleep or overflow a Redis TTL later."""
 Ratio = Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
@@ -205,7 +206,7 @@ class Settings(BaseSettings):
     sandbox_port: Port = 8765
     sandbox_key: SecretStr = SecretStr(DEFAULT_SANDBOX_KEY)
     sandbox_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
-    sandbox_heartbeat_seconds: float = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)
+    sandbox_heartbeat_seconds: float = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0, allow_inf_nan=False)
 
     @field_validator("redis_url")
     @classmethod
@@ -257,7 +258,7 @@ class Settings(BaseSettings):
     def _json_object(cls, value: str) -> str:
         try:
             parsed = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser follows
             raise ValueError("expected a JSON object") from exc
         if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
@@ -284,13 +285,13 @@ class Settings(BaseSettings):
         expected = f"expected a JSON object mapping {'/'.join(ALERT_SINKS)} to lists of {', '.join(ALERT_SEVERITIES)}"
         try:
             parsed = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser follows
             raise ValueError(expected) from exc
         if not isinstance(parsed, dict) or not set(parsed) <= set(ALERT_SINKS):
             raise ValueError(expected)
         for severities in parsed.values():
-            if not isinstance(severities, list) or not set(severities) <= set(ALERT_SEVERITIES):
-                raise ValueError(expected)
+            if not isinstance(severities, list) or not all(s in ALERT_SEVERITIES for s in severities):
+                raise ValueError(expected)  # ``in`` the tuple, not a set: a listed severity may be unhashable ([])
         return value
 
     @property

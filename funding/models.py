@@ -1,7 +1,9 @@
 """Wire models of the Broker API (docs/broker-api.md), tolerant of what Alpaca may add.
 
 Unknown fields are kept (``extra="allow"``); an unknown enum value parses into a pseudo-member named
-``UNKNOWN`` that keeps the raw value, so the caller can log and count it instead of crashing.
+``UNKNOWN`` that keeps the raw value, so the caller can log and count it instead of crashing. Every instant must
+carry its offset (``AwareDatetime``): a naive one would raise ``TypeError`` where it meets an aware one (the
+planner orders transfers by ``created_at``, the listener's lag metric subtracts ``at`` from its clock).
 Amounts are :class:`~decimal.Decimal`; a float amount is refused (parse JSON with
 :func:`funding.money.loads_exact`, which turns JSON numbers into Decimals).
 """
@@ -10,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from funding import ids
 from funding.errors import MalformedDataError
@@ -142,8 +144,8 @@ class Interest(WireModel):
     date: date
     amount: Amount
     status: IFStatus
-    created_at: datetime
-    reconciled_at: Annotated[datetime | None, BeforeValidator(_unset_instant)] = None
+    created_at: AwareDatetime
+    reconciled_at: Annotated[AwareDatetime | None, BeforeValidator(_unset_instant)] = None
     """Required by the document; Go's zero time until the interest is reconciled (read as None)."""
 
 
@@ -163,7 +165,7 @@ class InstantFunding(WireModel):
     status: IFStatus
     system_date: BusinessDate
     deadline: BusinessDate
-    created_at: datetime
+    created_at: AwareDatetime
     remaining_payable: Amount
     total_interest: Amount
     interests: list[Interest] = Field(default_factory=list)
@@ -191,9 +193,9 @@ class Settlement(WireModel):
     source_account_number: AccountNumber | None = None
     reason: str | None = None
     additional_info: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    completed_at: AwareDatetime | None = None
 
 
 class Journal(WireModel):
@@ -207,7 +209,7 @@ class Journal(WireModel):
     settle_date: date | None = None
     system_date: date | None = None
     currency: str | None = None
-    created_at: datetime | None = None
+    created_at: AwareDatetime | None = None
 
 
 class Account(WireModel):
@@ -228,6 +230,13 @@ class MarketCalendar(WireModel):
     """``GET /v2/calendar/{market}``: the days a market (``BMO``: US banks) is open."""
 
     calendar: list[MarketDay]
+
+
+class Clock(WireModel):
+    """``GET /v1/clock`` (the one field settlekeeper reads): aware, because the business clock is compared with
+    aware instants everywhere (the calendar refuses a naive one)."""
+
+    timestamp: AwareDatetime
 
 
 class TradeAccount(WireModel):
@@ -284,7 +293,7 @@ class ActivityEvent(WireModel):
 
     event_id: str
     account_id: UUID
-    at: datetime
+    at: AwareDatetime
     activity_type: str
     status: str
     net_amount: Amount | None = None
@@ -297,7 +306,7 @@ class JournalStatusEvent(WireModel):
     """``JournalStatusEventV2`` from ``/v2/events/journals/status``."""
 
     event_id: str
-    at: datetime
+    at: AwareDatetime
     entry_type: str
     journal_id: UUID
     status_from: str | None = None
@@ -312,7 +321,7 @@ class NTAEvent(WireModel):
 
     event_ulid: str
     account_id: UUID
-    at: datetime
+    at: AwareDatetime
     entry_type: str
     net_amount: Amount
     description: str | None = None

@@ -20,10 +20,17 @@ LATE_INTEREST_SPREAD = Decimal("0.08")
 timeline")."""
 
 
+MAX_AMOUNT = Decimal("1e20")
+"""No wire amount is this large (a hundred quintillion dollars). Past it, an amount read from a payload could not be
+written in cents once a few are added up: :func:`quantize` works in Decimal's default 28 digits and raises
+``InvalidOperation`` beyond them (``1E+30`` is a finite decimal all the same)."""
+
+
 def parse_money(value: object, *, what: str = "amount") -> Decimal:
     """Parse a wire amount (string, int or Decimal) into a Decimal; floats are refused.
 
-    Raises :class:`MalformedDataError` naming ``what`` when the value is not a finite decimal.
+    Raises :class:`MalformedDataError` naming ``what`` when the value is not a finite decimal below
+    :data:`MAX_AMOUNT` in magnitude.
     """
     if isinstance(value, bool | float):
         raise MalformedDataError(f"{what} must be a decimal string, got {type(value).__name__}")
@@ -38,6 +45,8 @@ def parse_money(value: object, *, what: str = "amount") -> Decimal:
         raise MalformedDataError(f"{what} must be a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise MalformedDataError(f"{what} is not a finite decimal: {value!r}")
+    if result.copy_abs() >= MAX_AMOUNT:  # copy_abs: abs() rounds in the context, and overflows on 1E+999999999
+        raise MalformedDataError(f"{what} is out of range: {str(value)[:40]!r}")
     return result
 
 
@@ -106,5 +115,13 @@ _EXACT = json.JSONDecoder(parse_float=Decimal)
 
 
 def loads_exact(raw: str | bytes) -> Any:
-    """Parse JSON keeping every non-integer number as a Decimal (``parse_float=Decimal``)."""
-    return _EXACT.decode(raw.decode() if isinstance(raw, bytes) else raw)
+    """Parse JSON keeping every non-integer number as a Decimal (``parse_float=Decimal``).
+
+    Raises ``ValueError`` for anything that does not parse: not JSON, not UTF-8, a number past Decimal's range
+    (``1e999999999999999999999``, which ``Decimal`` refuses with ``InvalidOperation``) or nesting deeper than the
+    parser follows (``RecursionError``), so that callers catch one error for every way a payload can be unreadable.
+    """
+    try:
+        return _EXACT.decode(raw.decode() if isinstance(raw, bytes) else raw)
+    except (InvalidOperation, RecursionError) as exc:
+        raise ValueError(f"not readable as JSON: {type(exc).__name__}") from exc

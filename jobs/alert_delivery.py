@@ -25,6 +25,7 @@ read from the settings at the call and never logged, raised or stored.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -147,9 +148,9 @@ async def _deliver_to(ctx: JobContext, http: aiohttp.ClientSession, delivery: De
         if await ctx.redis.exists(keys.alert_sent(dedup_key, seq, later, sink)):
             return "superseded"
     url, body = _request(ctx.settings, sink, credential, delivery)
-    status, detail = await _post(http, sink, url, body, ctx.settings.alert_max_wait_seconds)
+    status, detail = await _post(http, sink, url, body, ctx.settings.alert_max_wait_seconds, credential)
     if status >= 300:
-        log.error("alert_refused", sink=sink, status=status, error=detail.replace(credential, "[redacted]"))
+        log.error("alert_refused", sink=sink, status=status, error=detail)
         await ctx.redis.set(marker, f"refused {status}", nx=True, ex=RECORD_TTL_SECONDS)
         return "refused"
     await ctx.redis.set(marker, f"sent {status}", nx=True, ex=RECORD_TTL_SECONDS)
@@ -179,12 +180,13 @@ async def send_test(settings: Settings, alert: Alert) -> dict[str, tuple[str, st
             for state in ("trigger", "resolve") if sink == "pagerduty" else ("trigger",):
                 url, body = _request(settings, sink, credential, Delivery(1, state, alert))
                 try:
-                    status, detail = await _post(http, sink, url, body, min(settings.alert_max_wait_seconds, 5.0))
+                    wait = min(settings.alert_max_wait_seconds, 5.0)
+                    status, detail = await _post(http, sink, url, body, wait, credential)
                 except RetryableError as exc:
                     found[sink] = ("failed", str(exc))
                     break
                 if status >= 300:
-                    found[sink] = ("refused", f"HTTP {status}: {detail.replace(credential, '[redacted]')[:100]}")
+                    found[sink] = ("refused", f"HTTP {status}: {detail[:100]}")
                     break
                 found[sink] = ("sent", f"HTTP {status}")
     return found
@@ -205,19 +207,23 @@ async def _trigger_reached(ctx: JobContext, delivery: Delivery, sink: str) -> st
 
 
 async def _post(
-    http: aiohttp.ClientSession, sink: str, url: str, body: dict[str, Any], max_wait: float
+    http: aiohttp.ClientSession, sink: str, url: str, body: dict[str, Any], max_wait: float, credential: str
 ) -> tuple[int, str]:
     """POST ``body`` until a 2xx or a refusal (a status other than 2xx, 429, 5xx): (status, body text).
 
-    Raises RetryableError after :data:`ATTEMPTS` answers of 429/5xx or none; its message names the sink and
-    the last status only (an aiohttp error's text may carry the URL, which for Slack is the credential).
+    The text is read as UTF-8 whatever charset the answer names (``charset=hex`` would make ``resp.text()`` raise
+    LookupError), and ``credential`` is redacted from it before it is cut to 300 characters (cut first, a quoted
+    credential could survive in part). Raises RetryableError after :data:`ATTEMPTS` answers of 429/5xx or none; its
+    message names the sink and the last status only (an aiohttp error's text may carry the URL, which for Slack is
+    the credential).
     """
     last = ""
     for attempt in range(1, ATTEMPTS + 1):
         retry_after: float | None = None
         try:
             async with http.post(url, json=body, allow_redirects=False) as resp:
-                detail = (await resp.text(errors="replace"))[:300]
+                text = (await resp.read()).decode("utf-8", "replace")
+                detail = text.replace(credential, "[redacted]")[:300]
                 if resp.status != 429 and resp.status < 500:
                     return resp.status, detail
                 last = f"HTTP {resp.status}"
@@ -238,12 +244,14 @@ def parse_retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" and "inf" are floats too: asyncio.sleep(nan) would never return
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a zone offset past C's int
         return None
 
 

@@ -1,0 +1,164 @@
+"""Fuzz broker/stream.py ``_Lines``, the SSE line splitter, against a model of what it must do with any bytes.
+
+The byte stream is arbitrary (invalid UTF-8, lone and doubled ``\\r``, comments, every field, lines past the size
+limit, a cut last line) and arrives in arbitrary chunks. The model splits the whole stream on ``\\n`` at once; the
+splitter must agree with it whatever the chunking: the same lines in the same order (one ``\\r`` before the
+``\\n`` removed, anything not UTF-8 as U+FFFD, ``retry:`` lines dropped), comments to ``on_comment``, each
+over-long line reported once with its head, length and hash and never yielded, a cut last line never yielded (and
+counted when the body ended cleanly), and then only ``StreamClosed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from unittest.mock import patch
+
+import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker import stream
+from broker.stream import Oversized, StreamClosed, _Lines
+from tests.fuzz.mutate import Draw
+from tests.fuzz.profiles import examples
+
+SMALL_LIMIT, SMALL_HEAD = 64, 16
+"""The line limit and dead-letter head most examples run with, so that lines past the limit are cheap to make."""
+FIELDS = (b"data:", b"data: ", b"id: ", b"event: ", b"retry: ", b":", b": ", b"foo: ", b"data", b"", b"\xef\xbb\xbf")
+CONTENT = st.one_of(
+    st.binary(max_size=20),
+    st.text(max_size=12).map(str.encode),
+    st.sampled_from([b"\r", b"\r\r", b"\xff\xfe", b"caf\xe9", b"\xed\xa0\x80", "café".encode(), b'{"n": 1}', b"9" * 9]),
+)
+"""What follows a field name: bytes of any kind (lone surrogates encoded, Latin-1, a BOM), short UTF-8 text, JSON."""
+ENDS = (b"\n", b"\r\n", b"\r\r\n", b"\n\n")
+
+
+@st.composite
+def streams(draw: st.DrawFn, limit: int) -> bytes:
+    """A stream of SSE-ish lines, some longer than ``limit``, the last one maybe cut."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(0, 12))):
+        if draw(st.integers(0, 7)) == 0:  # a line at, just under or past the limit
+            size = draw(st.integers(limit - 3, limit + 3)) if draw(st.booleans()) else draw(st.integers(0, 3 * limit))
+            parts.append(draw(st.sampled_from([b"data: ", b":", b""])) + b"x" * size)
+        else:
+            parts.append(draw(st.sampled_from(FIELDS)) + b"".join(draw(st.lists(CONTENT, max_size=3))))
+        parts.append(draw(st.sampled_from(ENDS)))
+    if draw(st.booleans()):
+        parts.append(draw(CONTENT))  # a last line without its newline: cut
+    return b"".join(parts)
+
+
+def chunked(draw: Draw, data: bytes) -> list[bytes]:
+    """``data`` cut at arbitrary points into non-empty chunks (an empty read means the end of the body)."""
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(len(data) - 1, 1)), max_size=8)))) if len(data) > 1 else []
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if data[a:b]]
+
+
+@dataclass(frozen=True)
+class Report:
+    head: bytes
+    length: int
+    sha256: str
+
+
+def model(data: bytes, limit: int, head: int) -> tuple[list[Any], int]:
+    """What the splitter must produce for ``data``: lines, comments and reports in order, and the cut-line count."""
+    *complete, rest = data.split(b"\n")
+    out: list[Any] = []
+    for line in complete:
+        if len(line) > limit:
+            out.append(Report(line[:head], len(line), hashlib.sha256(line).hexdigest()))
+            continue
+        line = line.removesuffix(b"\r")
+        if line.startswith(b":"):
+            out.append(("comment", line[1:].decode("utf-8", "replace").strip()))
+        elif not line.startswith(b"retry:"):  # dropped: only the library's own reconnect (never used) reads it
+            out.append(line.decode("utf-8", "replace").encode())
+    return out, 1 if rest else 0
+
+
+class Body:
+    """A response body that hands out these chunks (one per ``readany``), then ends as ``ending`` says."""
+
+    def __init__(self, chunks: list[bytes], ending: BaseException | None) -> None:
+        self.chunks, self.ending = list(chunks), ending
+
+    async def readany(self) -> bytes:
+        if self.chunks:
+            return self.chunks.pop(0)
+        if self.ending is not None:
+            raise self.ending
+        return b""
+
+
+@contextmanager
+def limits(limit: int, head: int) -> Iterator[None]:
+    with patch.object(stream, "MAX_LINE_BYTES", limit), patch.object(stream, "OVERSIZED_HEAD_BYTES", head):
+        yield
+
+
+async def split(chunks: list[bytes], ending: BaseException | None) -> tuple[list[Any], _Lines]:
+    """Everything the splitter hands out for ``chunks``, in order, until it raises (which must be StreamClosed)."""
+    seen: list[Any] = []
+
+    async def on_oversized(found: Oversized) -> None:
+        seen.append(Report(found.head, found.length, found.sha256))
+
+    lines = _Lines(Body(chunks, ending), lambda text: seen.append(("comment", text)), on_oversized)  # type: ignore[arg-type]
+    while True:
+        try:
+            seen.append(await anext(lines))
+        except StreamClosed:
+            return seen, lines
+
+
+ENDINGS = st.sampled_from(
+    [None, None, aiohttp.ClientPayloadError("cut"), TimeoutError(), HttpProcessingError(message="bad chunk")]
+)
+"""How a body ends: cleanly, or broken (a cut connection, the read watchdog, a bad chunked encoding)."""
+
+
+@given(st.data(), ENDINGS)
+async def test_any_bytes_in_any_chunks_split_as_the_model_says(
+    data: st.DataObject, ending: BaseException | None
+) -> None:
+    """Lines, comments, over-long reports and the cut-line count match the model for any stream and any chunking."""
+    body = data.draw(streams(SMALL_LIMIT))
+    with limits(SMALL_LIMIT, SMALL_HEAD):
+        seen, lines = await split(chunked(data.draw, body), ending)
+    expected, cut = model(body, SMALL_LIMIT, SMALL_HEAD)
+    assert seen == expected
+    assert lines.truncated == (cut if ending is None else 0)  # a broken read discards its cut line uncounted
+    for item in seen:
+        if isinstance(item, bytes):
+            assert b"\n" not in item
+            item.decode()  # what the library decodes strictly
+
+
+@st.composite
+def giant_lines(draw: st.DrawFn) -> bytes:
+    """Lines around the real limit (2 MiB) among ordinary events, the last maybe cut."""
+    sizes = draw(st.lists(st.integers(stream.MAX_LINE_BYTES - 2, stream.MAX_LINE_BYTES + 2), min_size=1, max_size=3))
+    lines = [b"data: " + b"y" * (size - 6) + draw(st.sampled_from([b"\n", b"\r\n"])) for size in sizes]
+    body = b'data: {"n": 1}\n\n'.join(lines) + b'data: {"n": 2}\n\n'
+    return body + (b"data: " + b"z" * draw(st.integers(0, stream.MAX_LINE_BYTES + 10)) if draw(st.booleans()) else b"")
+
+
+@settings(max_examples=examples(100))
+@given(st.data())
+async def test_lines_around_the_real_limit_split_as_the_model_says(data: st.DataObject) -> None:
+    """With the real 2 MiB limit, lines just under, at and past it are yielded or reported as the model says."""
+    body = data.draw(giant_lines())
+    seen, lines = await split(chunked(data.draw, body), None)
+    expected, cut = model(body, stream.MAX_LINE_BYTES, stream.OVERSIZED_HEAD_BYTES)
+    assert seen == expected
+    assert lines.truncated == cut
