@@ -70,6 +70,8 @@ class Record:
     clock_jumps: int = 0
     pauses: list[Pause] = field(default_factory=list)
     partner_settlements: set[str] = field(default_factory=set)
+    harness_errors: Counter[str] = field(default_factory=Counter)
+    """The harness' own calls that failed (a sandbox answer it did not expect, or none within 30 s)."""
     partner_journals: set[str] = field(default_factory=set)
     rf_short_deadlines: set[date] = field(default_factory=set)
     last_deadline: date = date.min

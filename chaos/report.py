@@ -38,6 +38,7 @@ def render(plan: Plan, record: Record, verdict: Verdict, seconds: float) -> Iter
         *((f"fault: {kind}", str(record.faults[kind])) for kind in FAULT_KINDS),
         ("clock jumps", str(record.clock_jumps)),
         ("pauses", str(len(record.pauses))),
+        ("harness calls failed", ", ".join(f"{n} {k}" for k, n in record.harness_errors.items()) or "none"),
         ("wall time", f"{seconds:.0f} s"),
     ]
     width = max(len(name) for name in (*(r[0] for r in rows), *verdict.violations))

@@ -13,7 +13,6 @@ restarts, <violations> violations``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 import secrets
@@ -324,8 +323,10 @@ async def _play(
         now = clock.now()
         while steps and steps[0].at <= now:
             step = steps.pop(0)
-            with contextlib.suppress(DemoError):  # a harness call met a fault it armed itself: skipped
+            try:
                 await step.act()
+            except (DemoError, aiohttp.ClientError, TimeoutError) as exc:  # the act is skipped, and counted
+                actor.record.harness_errors[type(exc).__name__] += 1
         if actor.pending_resume is not None and now >= actor.pending_resume:
             await actor.resume(client, clock.now())
         await _revive(actor.fleet, dead_since)
