@@ -167,4 +167,4 @@ def test_every_command_has_help_with_an_example(name: str, capsys: pytest.Captur
 def test_every_subcommand_is_dispatched() -> None:
     """The parser's subcommands are the processes and the on-call commands, each dispatched (none falls through)."""
     commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"sandbox", "listen", "work", "demo", *NAMES}
+    assert set(commands.choices) == {"sandbox", "listen", "work", "demo", "chaos", *NAMES}
