@@ -103,10 +103,20 @@ def _host_port(item: str) -> tuple[str, int]:
     return host, int(port) if port else SENTINEL_PORT
 
 
+def _at_after_host(url: str) -> bool:
+    """An ``@`` after the host: the user or password holds an unescaped ``/``, ``?`` or ``#``, which ends the host
+    early and makes the rest of the password the host (``redis://:p?w@h`` names host ``p``, which logs would show)."""
+    rest = url.partition("://")[2]
+    ends = [index for index in (rest.find(char) for char in "/?#") if index >= 0]
+    return "@" in rest[min(ends, default=len(rest)) :]
+
+
 def redis_url_problem(url: str) -> str | None:
     """What is wrong with a Redis URL, in words that never repeat it (it may hold a password); None if fine.
 
     redis-py itself accepts a path that is not a database number (``/notadb``) and silently uses db 0."""
+    if _at_after_host(url):
+        return f"expected {REDIS_URL_FORMS}: an @ after the host (percent-encode / ? # @ in the user and password)"
     if is_sentinel(url):
         try:
             parse_sentinel(url)

@@ -197,3 +197,23 @@ def test_regression_a_redis_url_redis_py_refuses_is_a_config_error(url: str) -> 
     with pytest.raises(ConfigError, match="SETTLEKEEPER_REDIS_URL") as raised:
         load_settings({"SETTLEKEEPER_REDIS_URL": url})
     assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:¤@¤?¤@localhost",
+        "redis://:pa?ss@localhost:6379/0",
+        "rediss://u:p/w@h/0",
+        "redis+sentinel://u:26379/m@h/0",
+    ],
+)
+def test_regression_a_password_with_an_unescaped_delimiter_is_a_config_error(url: str) -> None:
+    """``redis://:¤@¤?¤@localhost`` was accepted: the ``?`` in the raw password ended the host early, so the host was
+    a piece of the password, and the start-up log's description printed it (``redis://¤:6379/0``); now an ``@``
+    after the host is refused, asking to percent-encode the user and password."""
+    with pytest.raises(ConfigError, match="percent-encode") as raised:
+        load_settings({"SETTLEKEEPER_REDIS_URL": url})
+    assert MARK not in str(raised.value)
+    assert "pa?ss" not in str(raised.value)
+    assert redis_url_problem(url.replace("?", "%3F").replace("p/w", "p%2Fw").replace("26379/m@", "26379%2Fm@")) is None
