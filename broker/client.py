@@ -12,7 +12,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -271,6 +271,12 @@ class BrokerClient:
     async def get_journal(self, journal_id: str) -> Journal:
         target = ids.path("v1", "journals", ids.uuid(journal_id, "journal id"))
         return parsed(Journal, await self.request("GET", target), target)
+
+    async def list_journals(self, from_account: str, after: date) -> list[Journal]:
+        """``GET /v1/journals``: the journals out of ``from_account`` created on ``after`` or later (the day before
+        is asked for: whether Alpaca's ``after`` includes its day or not, the day is in the answer)."""
+        params = {"from_account": ids.uuid(from_account, "account id"), "after": (after - timedelta(1)).isoformat()}
+        return parsed_all(Journal, await self.request("GET", "/v1/journals", params=params), "/v1/journals")
 
     async def create_settlement(self, body: Mapping[str, Any]) -> Settlement:
         """``POST /v1/instant_funding/settlements``: no idempotency key exists (docs/broker-api.md "Settlements"), so

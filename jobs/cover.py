@@ -24,6 +24,7 @@ from funding.money import ZERO, display, margin_interest, wire
 from funding.outcomes import CoverOutcome
 from jobs import ladder
 from jobs.job_metrics import cover_finished
+from jobs.reconcile import reconcile
 from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from store import keys
 from store.audit import Intent, IntentStatus
@@ -42,9 +43,13 @@ def sweep(deadline: str) -> dict[str, Any]:
 
 
 async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
+    """Cover every account of the day's cancellations, between two reconciliations (:mod:`jobs.reconcile`): the
+    first gives back the intents of covers Redis lost, the last audits any cover whose record was lost meanwhile."""
+    await reconcile(ctx, deadline, frozenset({("cover", deadline)}))
     canceled = await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
     accounts = sorted({t.account_no for t in canceled})
     results = [await cover(ctx, account_no, deadline) for account_no in accounts]
+    await reconcile(ctx, deadline)
     report = {
         "deadline": str(deadline),
         "accounts": len(accounts),
@@ -124,7 +129,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
         key,
         "cover",
         deadline.isoformat(),
-        f"debit of {wire(debit)} after IF cancellation",
+        f"debit of {wire(debit)} after IF cancellation" + (f" (attempt {attempt})" if attempt > 1 else ""),
         amount,
         ctx.idempotency_key(key if attempt == 1 else f"{key}#{attempt}"),
         account_no=account_no,

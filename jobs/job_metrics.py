@@ -52,6 +52,8 @@ RECENT_DEADLINES = 5
 """Per-deadline gauges cover the current trading day and the four before it (bounded label values)."""
 SETTLE_EXPECTED_BY = dt.time(12, 45)
 """By then (US/Eastern) the 12:00 and 12:30 settle phases of a trading day have run."""
+RECONCILE_ZEROS = {"fund|recovered": "0", "settle|recovered": "0", "cover|recovered": "0", "all|failed": "0"}
+"""Reconciliation series served from the start, so that an alert rule sees the first recovery as an increase."""
 COVER_OUTCOMES_TTL_SECONDS = 14 * 86400
 """A deadline's cover outcomes are kept two weeks: longer than the per-deadline gauges look back."""
 
@@ -84,6 +86,12 @@ async def count_movement(client: aioredis.Redis, intent: Intent, outcome: str) -
     failed, pending, dry-run or refused."""
     await _incr(client, "money_movements", (_field(intent.kind, outcome, "count"), 1))
     await _incr(client, "money_movements", (_field(intent.kind, outcome, "cents"), _cents(intent.amount)))
+
+
+async def count_reconcile(client: aioredis.Redis, kind: str, outcome: str) -> None:
+    """A reconciliation (:mod:`jobs.reconcile`) ``recovered`` a movement of ``kind`` the audit trail did not name,
+    or ``failed`` to read Alpaca (kind ``all``)."""
+    await _incr(client, "reconcile", (_field(kind, outcome), 1))
 
 
 async def count_alert(client: aioredis.Redis, kind: str, sink: str, outcome: str) -> None:
@@ -178,6 +186,13 @@ class JobsCollector:
             ["source"],
             snapshot["banking_calendar"],
         )
+        yield _counter(
+            "reconciliations",
+            "Reconciliations of Alpaca's journals and settlements with the audit trail: movements recovered (Alpaca "
+            "held them, Redis had lost their record), by kind, and passes that failed to read Alpaca (kind all).",
+            ["kind", "outcome"],
+            {**RECONCILE_ZEROS, **snapshot["reconcile"]},
+        )
         yield from self._queues(snapshot["queues"])
         yield from self._calendar(today, current)
         yield from _per_deadline(deadlines, snapshot["costs"], snapshot["covers"])
@@ -189,7 +204,7 @@ class JobsCollector:
         yield unsettled
 
     def _read(self, deadlines: list[date]) -> dict[str, Any]:
-        families = ("job_duration", "money_movements", "alerts", "settle", "banking_calendar")
+        families = ("job_duration", "money_movements", "alerts", "settle", "banking_calendar", "reconcile")
         with self.redis.pipeline(transaction=False) as pipe:
             for family in families:
                 pipe.hgetall(keys.metrics(family))

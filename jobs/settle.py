@@ -1,7 +1,8 @@
 """Settle job: fund SI from RF and settle what is due on a deadline, once, before 1 PM ET.
 
 One run, for deadline D:
-1. resume every open intent of D (ask the Broker API what happened; never re-post blindly);
+1. reconcile: record what Alpaca holds under settlekeeper's name that Redis lost (:mod:`jobs.reconcile`), then
+   resume every open intent of D (ask the Broker API what happened; never re-post blindly);
 2. read the unsettled transfers due on D from the Broker API (the truth: fresh ``remaining_payable``),
    skipping those already in one of our settlements;
 3. plan: what SI needs, topped up from RF; when RF is short, the priority policy of
@@ -37,6 +38,7 @@ from funding.outcomes import SettleOutcome
 from funding.planning import Plan, chunks, costs
 from jobs import ladder
 from jobs.job_metrics import settle_finished
+from jobs.reconcile import reconcile
 from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from jobs.settle_plan import left_of, read_plan, unsettled
 from jobs.settlements import dry_run_batch, find_settlement, follow_settlement, post_settlement, settle_batch
@@ -152,6 +154,10 @@ async def _settle_locked(ctx: JobContext, deadline: date, phase: str) -> dict[st
         # progress per correspondent: an early one of ours would refuse theirs); the phase plans what is left.
         await ctx.ledger.note("not_yet", "settle", f"settle-{deadline}", why=f"before the {first_phase:%H:%M} phase")
         return {**report, "outcome": SettleOutcome.NOT_YET}
+    # first, what Alpaca holds under our name that Redis lost (the evening's covers of the day before included)
+    await reconcile(
+        ctx, ctx.calendar.previous_trading_day(deadline), frozenset({("fund", deadline), ("settle", deadline)})
+    )
     late = now >= at_et(deadline, SETTLEMENT_CUTOFF)
     if late:
         await ctx.ledger.note(

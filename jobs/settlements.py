@@ -117,10 +117,18 @@ async def follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlem
 async def find_settlement(ctx: JobContext, intent_key: str) -> Settlement | None:
     """The settlement carrying ``intent_key`` in ``additional_info``, whatever its status (docs/broker-api.md
     "Settlements")."""
+    tag = INTENT_TAG + intent_key
     for settlement in await ctx.broker.list_settlements():
-        if (settlement.additional_info or "") == INTENT_TAG + intent_key:
+        if settlement.additional_info == tag and is_ours(settlement, ctx.settings.si_account_no):
             return settlement
     return None
+
+
+def is_ours(settlement: Settlement, si_account_no: str) -> bool:
+    """Made from this deployment's SI account: a correspondent's second settlekeeper (another SI) numbers its
+    intents the same way, so ``settle-<deadline>-2`` alone does not say whose it is. A settlement whose answer
+    leaves ``source_account_number`` out is taken as ours (the tag is settlekeeper's)."""
+    return settlement.source_account_number in (None, si_account_no)
 
 
 async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dict[str, str]]:

@@ -66,12 +66,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         response = error_response(401, "unauthorized: HTTP Basic with the sandbox key and secret is required")
     elif rt.engine.seed.rate_limit_enforced and rt.rate.used > limit:
         response = error_response(429, "rate limit exceeded")
-    elif (fault := rt.faults.take_http(request.path, "http_error")) is not None:
+    elif (fault := rt.faults.take_http(request.path, "http_error", request.method)) is not None:
         response = error_response(fault.status, f"injected fault: HTTP {fault.status}")
         if fault.reset_in_seconds is not None:
             headers["X-RateLimit-Reset"] = str(math.ceil(now + fault.reset_in_seconds))
     else:
-        if (slow := rt.faults.take_http(request.path, "slow")) is not None:
+        if (slow := rt.faults.take_http(request.path, "slow", request.method)) is not None:
             await asyncio.sleep(slow.delay_seconds)
         try:
             response = await handler(request)

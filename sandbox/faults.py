@@ -40,6 +40,8 @@ class Fault(BaseModel):
     """Stream faults: only this stream (all when None)."""
     path: str | None = None
     """HTTP faults: only paths starting with this prefix (every non-admin path when None)."""
+    method: Literal["GET", "POST", "DELETE"] | None = None
+    """HTTP faults: only requests of this method (every method when None)."""
     n: int = Field(default=1, ge=1)
     count: int = Field(default=1, ge=1)
     status: int = Field(default=500, ge=400, le=599)
@@ -72,10 +74,10 @@ class FaultBoard:
     def clear(self) -> None:
         self.faults.clear()
 
-    def take_http(self, path: str, kind: str) -> Fault | None:
-        """The first armed HTTP fault of ``kind`` matching ``path``, consumed once."""
+    def take_http(self, path: str, kind: str, method: str = "GET") -> Fault | None:
+        """The first armed HTTP fault of ``kind`` matching ``method`` and ``path``, consumed once."""
         for fault in self.faults:
-            if fault.kind != kind:
+            if fault.kind != kind or fault.method not in (None, method):
                 continue
             if fault.path is None and path.startswith("/sandbox"):
                 continue

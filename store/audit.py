@@ -25,6 +25,13 @@ INTENT_TTL_SECONDS = 400 * 86400
 """Intents outlive RQ's TTLs by far: a year and a month, for audits of monthly interest invoices."""
 
 
+_RAISE_SEQ = """
+if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1])
+end
+"""
+
+
 class IntentStatus(StrEnum):
     PLANNED = "planned"
     """Written, money call not yet sent."""
@@ -92,6 +99,7 @@ class Ledger:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
+        self._raise_seq = client.register_script(_RAISE_SEQ)
 
     async def intent(self, key: str) -> Intent | None:
         raw = await self.redis.hgetall(keys.intent(key))
@@ -107,6 +115,9 @@ class Ledger:
             pipe.sadd(keys.intents_of(intent.deadline), intent.key)
             pipe.expire(keys.intents_of(intent.deadline), INTENT_TTL_SECONDS)
             pipe.xadd(keys.AUDIT, _audit_fields(event, intent.kind, intent.key, intent.amount, facts))
+            if intent.broker_id:  # the entry names Alpaca's id (the intent's state is in its facts' context)
+                pipe.sadd(keys.accounted(intent.deadline), intent.broker_id)
+                pipe.expire(keys.accounted(intent.deadline), INTENT_TTL_SECONDS)
             await pipe.execute()
 
     async def remember_transfers(self, intent_key: str, transfer_ids: Iterable[str]) -> None:
@@ -130,6 +141,22 @@ class Ledger:
             if intent is not None:
                 found.append(intent)
         return found
+
+    async def accounted_for(self, deadline: str, broker_id: str) -> bool:
+        """True when ``broker_id`` (a journal or settlement of ``deadline``) needs no reconciliation."""
+        return bool(await self.redis.sismember(keys.accounted(deadline), broker_id))
+
+    async def account_for(self, deadline: str, broker_id: str) -> None:
+        """Mark ``broker_id`` as needing no reconciliation (another deployment's, or named by an older entry)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(keys.accounted(deadline), broker_id)
+            pipe.expire(keys.accounted(deadline), INTENT_TTL_SECONDS)
+            await pipe.execute()
+
+    async def raise_seq(self, deadline: str, seq: int) -> None:
+        """Make the deadline's intent sequence (``sk:plan:<deadline>`` ``seq``) at least ``seq``, so that the
+        next intent never takes a key Alpaca already holds."""
+        await self._raise_seq(keys=[keys.plan(deadline)], args=[seq])
 
     async def note(self, event: str, kind: str, key: str, amount: Decimal | None = None, **facts: Any) -> None:
         """Audit a decision that has no intent of its own (nothing due, a plan, a shortfall, a refusal)."""

@@ -119,6 +119,14 @@ class Guardrails:
         """Give back a reservation whose movement did not happen."""
         await self.redis.decrby(keys.moved_today(day), int(amount / CENT))
 
+    async def count_moved(self, amount: Decimal, *, day: date) -> None:
+        """Count a movement found at Alpaca that Redis had forgotten against the daily cap (its reservation may
+        have been lost with it; in doubt the cap is counted twice, erring towards stopping, never past the cap)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(keys.moved_today(day), int(amount / CENT))
+            pipe.expire(keys.moved_today(day), 7 * 86400)
+            await pipe.execute()
+
     async def before_call(self) -> None:
         """Raise :class:`KillSwitchOn` if the kill switch was set since the plan was made."""
         if (reason := await self.kill_switch()) is not None:

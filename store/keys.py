@@ -133,6 +133,12 @@ def intents_of(deadline: date | str) -> str:
     return f"{PREFIX}intents:{deadline}"
 
 
+def accounted(deadline: date | str) -> str:
+    """Set: the Alpaca ids (journals, settlements) of a deadline's movements that need no reconciliation: named
+    in the audit trail (added in the same transaction as the entry), or found to be another deployment's."""
+    return f"{PREFIX}accounted:{deadline}"
+
+
 def moved_today(day: date | str) -> str:
     """Integer: cents moved out of RF by settlekeeper on a business day (the daily cap)."""
     return f"{PREFIX}moved:{day}"

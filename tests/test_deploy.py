@@ -334,7 +334,7 @@ def test_pod_monitors_select_their_pods_and_a_named_port(monitor: str, deploymen
 def test_prometheus_rule_shape() -> None:
     """Every rule is an alert with an expression, a severity and a summary and runbook link."""
     rules = [rule for group in by_name("PrometheusRule", "settlekeeper")["spec"]["groups"] for rule in group["rules"]]
-    assert len(rules) == 8
+    assert len(rules) == 9
     for rule in rules:
         assert rule["alert"].startswith("Settlekeeper")
         assert rule["expr"].strip()

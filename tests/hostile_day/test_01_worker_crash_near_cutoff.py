@@ -36,7 +36,7 @@ WORKER = ["work", "--name", "worker-0"]
 AMOUNTS = {"8100000001": "100.00", "8100000002": "250.50", "8100000003": "75.25"}
 TUESDAY = (MONDAY_10AM + timedelta(days=1)).date()
 RECOVERY_LIMIT_SECONDS = 60.0
-HOLD_JOURNAL_POST = {"kind": "slow", "path": "/v1/journals", "delay_seconds": 20, "times": 1}
+HOLD_JOURNAL_POST = {"kind": "slow", "path": "/v1/journals", "method": "POST", "delay_seconds": 20, "times": 1}
 """The next request to /v1/journals (the run's RF → SI POST) is answered 20 s late: the kill lands meanwhile."""
 
 

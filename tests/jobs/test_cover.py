@@ -21,6 +21,7 @@ from store.guardrails import Guardrails, Verdict
 from store.transfers import journal_for_key
 from tests.support.cover import (
     ACCOUNT,
+    BIG_JNLC,
     Configure,
     cancel_at_8pm,
     debit_of_400,
@@ -34,8 +35,6 @@ from tests.support.jobs import RunWorker
 from tests.support.listener import ListenerFactory, eventually
 from tests.support.sandbox import Sandbox, SandboxFactory
 
-BIG_JNLC = {"jnlc_transaction_limit": "1000000", "jnlc_daily_limit": "10000000"}
-"""JNLC limits high enough that a cover journal executes at once."""
 MARGIN_RATE = Decimal("0.0850")
 """Settings.margin_rate's default, restated: the expectation is computed from the inputs, not the code."""
 

@@ -62,6 +62,16 @@ async def connect_and_read(sandbox: Sandbox, path: str, params: dict[str, str], 
         return await stream.read_events(events)
 
 
+async def test_an_http_fault_with_a_method_leaves_the_other_methods_alone(sandbox: Sandbox) -> None:
+    """A 503 armed for POST /v1/journals lets GET /v1/journals through and answers the next POST."""
+    await arm(sandbox, kind="http_error", status=503, path="/v1/journals", method="POST", times=1)
+    assert (await sandbox.call("GET", "/v1/journals"))[0] == 200
+    rf, si = await sandbox.account_id("7536050RF"), await sandbox.account_id("7536050SI")
+    body = {"entry_type": "JNLC", "from_account": rf, "to_account": si, "amount": "5"}
+    assert (await sandbox.call("POST", "/v1/journals", body))[0] == 503
+    assert (await sandbox.call("POST", "/v1/journals", body))[0] == 200
+
+
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 async def test_http_error_answers_the_status_for_times_requests(sandbox: Sandbox, status: int) -> None:
     """An http_error fault answers `status` on its path prefix for `times` requests, then requests succeed."""

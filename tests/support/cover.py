@@ -20,6 +20,8 @@ from tests.support.jobs import RunWorker
 from tests.support.sandbox import Sandbox
 
 ACCOUNT = "8100000001"
+BIG_JNLC = {"jnlc_transaction_limit": "1000000", "jnlc_daily_limit": "10000000"}
+"""JNLC limits high enough that a cover journal executes at once."""
 
 
 Configure = Callable[..., None]
