@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
 
 from chaos.actions import Record
 from chaos.invariants import Verdict
 from chaos.plan import FAULT_KINDS, Plan
+from config.settings import Settings
+from funding.backtest import replay
+from funding.forecast import Assumptions
 
 PROCESS_KILLS = (
     "leader",
@@ -21,7 +26,17 @@ PROCESS_KILLS = (
 """``listener``: a kill meant for the leader or the standby when no listener had that role (one was starting)."""
 
 
-def render(plan: Plan, record: Record, verdict: Verdict, seconds: float) -> Iterator[str]:
+def forecast_backtest(
+    transfers: list[dict[str, Any]], plan: Plan, rf_short: Iterable[date], settings: Settings
+) -> list[str]:
+    """The RF prefunding forecast replayed over the days played (:mod:`funding.backtest`): its error, and the
+    RF-short deadlines its wire would have prevented."""
+    deadlines = [d.day for d in plan.days if d.trading]
+    assumptions = Assumptions(settings.fed_upper_bound, settings.margin_rate)
+    return replay(transfers, settings.si_account_no, deadlines, assumptions, rf_short)
+
+
+def render(plan: Plan, record: Record, verdict: Verdict, seconds: float, notes: Iterable[str] = ()) -> Iterator[str]:
     trading = sum(1 for day in plan.days if day.trading)
     kills = sum(record.kills[kind] for kind in PROCESS_KILLS)
     rows = [
@@ -54,6 +69,8 @@ def render(plan: Plan, record: Record, verdict: Verdict, seconds: float) -> Iter
         if len(found) > 5:
             yield f"  {'':<{width}}    … {len(found) - 5} more"
     yield ""
+    for note in notes:
+        yield f"  {note}"
     yield (
         f"chaos: {len(plan.days)} days, {kills} kills, {record.redis_restarts} Redis restarts, "
         f"{verdict.total} violations"

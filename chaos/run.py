@@ -35,7 +35,7 @@ from chaos.actions import RF, SI, Actor
 from chaos.cluster import Fleet, Process, Redis, free_port
 from chaos.invariants import NAMES, Books, Verdict, check
 from chaos.plan import CUSTOMERS, Day, Plan, build
-from chaos.report import render
+from chaos.report import forecast_backtest, render
 from chaos.sinks import capture
 from config.settings import Settings
 from demo.environment import child_environment
@@ -161,17 +161,18 @@ async def run_chaos(settings: Settings, options: ChaosOptions, out: TextIO | Non
     redis = Redis(log_dir / "redis", password=secrets.token_hex(12))
     await asyncio.to_thread(redis.start)
     try:
-        verdict, actor = await _session(settings, plan, options, redis, log_dir, random.Random(seed))
+        verdict, actor, books = await _session(settings, plan, options, redis, log_dir, random.Random(seed))
     finally:
         redis.stop()
-    for line in render(plan, actor.record, verdict, clock_time.monotonic() - started):
+    notes = forecast_backtest(books.transfers, plan, actor.record.rf_short_deadlines, settings)
+    for line in render(plan, actor.record, verdict, clock_time.monotonic() - started, notes):
         print(line, file=say, flush=True)
     return 0 if verdict.total == 0 else 1
 
 
 async def _session(
     settings: Settings, plan: Plan, options: ChaosOptions, redis: Redis, log_dir: Path, rng: random.Random
-) -> tuple[Verdict, Actor]:
+) -> tuple[Verdict, Actor, Books]:
     made = Secrets.make(redis.password)
     key, secret = made.broker_key, made.broker_secret
     clock = SandboxClock(plan.start, frozen=True)
@@ -232,7 +233,7 @@ async def _session(
         payloads = {"slack": sinks.slack, "pagerduty": sinks.pagerduty}
         for hit in await leaks.everywhere(made.all, log_dir, redis.url, page_hits, payloads):
             verdict.add(NAMES[8], hit)
-    return verdict, actor
+    return verdict, actor, books
 
 
 async def _until_leading(fleet: Fleet, http: aiohttp.ClientSession, within: float = 30.0) -> None:

@@ -26,6 +26,8 @@ NAMES = (
     "alerts",
     "dead-letters",
     "interest",
+    "forecast",
+    "statement",
     "replay",
     "doctor",
 )
@@ -147,14 +149,26 @@ def _read(commands: Subparsers) -> None:
     )
     interest.add_argument("--month", required=True, type=month_arg, help="the month (YYYY-MM)")
     interest.add_argument("--csv", action="store_true", help="one CSV row per charge (for the invoice)")
+    forecast = command(
+        "forecast",
+        "what the next deadlines will ask of RF, and the wire to send by when (exit 1 when one is needed)",
+        "settlekeeper forecast --days 5 --json",
+    )
+    day = command(
+        "statement",
+        "the end-of-day statement of a deadline: the day's totals after the cancellations (the 20:15 ET message)",
+        "settlekeeper statement --day 2026-11-24 --json > statement-2026-11-24.json",
+    )
+    day.add_argument("--day", type=parse_day, help="the deadline (default: today, or the last trading day)")
+    forecast.add_argument("--days", type=int, default=5, choices=range(1, 21), metavar="N", help="deadlines (1-20)")
 
 
 def _command(name: str) -> Any:
     """The function of an on-call command (cli/control.py, cli/records.py, cli/dead_letters.py)."""
-    from cli import control, dead_letters, interest, records, replay
+    from cli import control, dead_letters, forecast, interest, records, replay, statement
 
     name = name.replace("-", "_")
-    for module in (control, records, dead_letters, interest, replay):
+    for module in (control, records, dead_letters, interest, forecast, statement, replay):
         if hasattr(module, name):
             return getattr(module, name)
     raise KeyError(name)

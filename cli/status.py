@@ -18,6 +18,7 @@ from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et, to_et
 from funding.errors import SettlekeeperError
 from funding.models import IFStatus, TradeAccount
 from funding.money import ZERO, wire
+from jobs.forecast import latest as latest_forecast
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
 from jobs.runtime import JobContext
 from store import keys
@@ -59,6 +60,8 @@ class Status:
     queues: dict[str, dict[str, int]]
     dead_letters: int
     alerts: list[dict[str, str]]
+    forecast: dict[str, Any] | None = None
+    """The last RF prefunding forecast kept (``sk:forecast``: 09:30 and 15:00 ET), as ``forecast --json`` says it."""
     problems: list[str] = field(default_factory=list)
     """Why a human is needed before the next cutoff (empty: nothing)."""
 
@@ -96,6 +99,7 @@ async def gather(ctx: JobContext) -> Status:
         queues=_queues(ctx),
         dead_letters=int(await ctx.redis.xlen(keys.DEAD_LETTERS)),
         alerts=await open_alerts(ctx.redis),
+        forecast=await latest_forecast(ctx.redis),
     )
     status.problems = _problems(status, first)
     return status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from cli.output import Out, age, minutes
 from cli.status import Status
@@ -14,6 +15,25 @@ from funding.money import display
 
 def _money(value: Decimal | None) -> str:
     return "unreadable" if value is None else display(value)
+
+
+def forecast_line(found: dict[str, Any] | None) -> str:
+    """The last forecast kept, in one line (``settlekeeper forecast`` has the table)."""
+    if not found:
+        return "none yet (made at 09:30 and 15:00 ET; `settlekeeper forecast` makes one now)"
+    at = to_et(datetime.fromisoformat(found["computed_at"])).strftime("%a %H:%M")
+    rec = found.get("recommendation")
+    if rec is None:
+        last = found["deadlines"][-1]["deadline"] if found.get("deadlines") else "?"
+        return f"RF covers every deadline through {last} (as of {at})"
+    return (
+        f"wire {display(Decimal(rec['amount']))} into RF, credited by {rec['wire_by']}, covering through "
+        f"{rec['covers_through']}; not sending it costs {display(Decimal(rec['cost_if_not']['total']))} (as of {at})"
+    )
+
+
+def _wire_asked(found: dict[str, Any] | None) -> bool:
+    return bool(found and found.get("recommendation"))
 
 
 def render(status: Status, out: Out) -> None:
@@ -56,6 +76,7 @@ def render(status: Status, out: Out) -> None:
     )
     out.line(f"Queues  {queues} (queued/failed); dead letters {status.dead_letters}")
     out.line(f"Guardrails  {_modes(status)}; kill switch {'ON' if status.paused else 'off'}")
+    out.line(f"Forecast  {forecast_line(status.forecast)}", "red" if _wire_asked(status.forecast) else None)
     out.line(f"Alerts  {len(status.alerts)} open")
     if status.alerts:
         wall = datetime.now(UTC)

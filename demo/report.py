@@ -13,8 +13,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from config.settings import Settings
 from demo.feed import Counts, SandboxClient, day_label, money, settled_by, short
+from funding.backtest import replay
 from funding.calendar import SETTLEMENT_CUTOFF, at_et, to_et
+from funding.forecast import Assumptions
 from store import keys
 from store.audit import Intent, Ledger
 
@@ -95,7 +98,18 @@ async def gather(sandbox: SandboxClient, client: aioredis.Redis) -> Facts:
     )
 
 
-def render(facts: Facts, now: datetime, title: str, counts: Counts) -> list[str]:
+def forecast_backtest(facts: Facts, settings: Settings) -> list[str]:
+    """The RF prefunding forecast replayed over the week (:mod:`funding.backtest`; with one week of history its
+    samples are the trading days before, not the same weekday)."""
+    deadlines = sorted({date.fromisoformat(t["deadline"]) for t in facts.transfers})
+    rf_short = {
+        date.fromisoformat(a["dedup_key"].removeprefix("rf-short-")) for a in facts.alerts if a["kind"] == "rf_short"
+    }
+    assumptions = Assumptions(settings.fed_upper_bound, settings.margin_rate)
+    return replay(facts.transfers, settings.si_account_no, deadlines, assumptions, rf_short)
+
+
+def render(facts: Facts, now: datetime, title: str, counts: Counts, backtest: Sequence[str] = ()) -> list[str]:
     out = ["", f"══ Report: {title}, at {to_et(now):%a %Y-%m-%d %H:%M} ET ".ljust(100, "═"), ""]
     out += _transfers(facts)
     out += ["", f"Settlements ({len(facts.settlements)})", *_settlements(facts, counts)]
@@ -107,6 +121,8 @@ def render(facts: Facts, now: datetime, title: str, counts: Counts) -> list[str]
     raised = len({a["dedup_key"] for a in facts.alerts})
     out += ["", f"Alerts raised ({raised})", *alerts]
     out += ["", "Left for a human", *(open_items or ["  nothing: every transfer due is settled or covered"])]
+    if backtest:
+        out += ["", "Forecast backtest", *(f"  {line}" for line in backtest)]
     return [*out, ""]
 
 

@@ -40,7 +40,7 @@ from config.logging import configure_logging
 from config.settings import Settings
 from demo.environment import child_environment
 from demo.feed import Counts, DemoError, LogLines, Progress, SandboxClient, Trail, Watcher, money
-from demo.report import gather, render
+from demo.report import forecast_backtest, gather, render
 from demo.week import (
     DEFAULT_SPEED,
     NIGHT_FACTOR,
@@ -298,7 +298,8 @@ class Session:
         facts = await gather(api, client)
         title = f"week of {self.week.monday:%a %Y-%m-%d}"
         title += f", {self.options.days} deadline(s)" if self.options.days else ""
-        for line in render(facts, clock.now(), title, self.counts):
+        backtest = forecast_backtest(facts, self.settings)
+        for line in render(facts, clock.now(), title, self.counts, backtest):
             self.progress.plain(line)
         self.progress.plain(f"logs: {self.log_dir}")
         return 0 if finished else 130

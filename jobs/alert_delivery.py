@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from rq import get_current_job
 
 from broker.client import backoff_delay
 from config.settings import ALERT_SINKS, Settings
@@ -87,7 +88,9 @@ async def deliver_state(ctx: JobContext, dedup_key: str, seq: int, state: str) -
     report: dict[str, Any] = {"dedup_key": dedup_key, "seq": seq, "state": state}
     with structlog.contextvars.bound_contextvars(dedup_key=dedup_key, seq=seq, state=state):
         delivery = await _load(ctx, dedup_key, seq, state)
-        if delivery is None:  # expired (older than RECORD_TTL_SECONDS) or never recorded
+        if delivery is None:  # expired (older than RECORD_TTL_SECONDS), never recorded, or lost by Redis
+            if not last_attempt():  # a state lost with Redis' last second is recorded again when raised again
+                raise RetryableError(f"alert {dedup_key} incident {seq} {state}: no such state is recorded (yet)")
             log.error("alert_state_missing")
             return {**report, "outcome": "missing"}
         retry: list[str] = []
@@ -114,6 +117,12 @@ async def deliver_state(ctx: JobContext, dedup_key: str, seq: int, state: str) -
     return report
 
 
+def last_attempt() -> bool:
+    """True unless RQ runs this job again after a retryable error (it is the last try, or no RQ job at all)."""
+    job = get_current_job()
+    return job is None or not job.retries_left
+
+
 async def _load(ctx: JobContext, dedup_key: str, seq: int, state: str) -> Delivery | None:
     record = text_map(await ctx.redis.hgetall(keys.alert_state(dedup_key, seq, state)))
     if "payload" not in record:
@@ -136,8 +145,11 @@ async def _deliver_to(ctx: JobContext, http: aiohttp.ClientSession, delivery: De
     if delivery.state == "resolve":
         reached = await _trigger_reached(ctx, delivery, sink)
         if reached != "reached":
-            if reached == "pending":
+            if reached == "pending" and not last_attempt():
                 raise RetryableError(f"{sink}: the incident's trigger has not reached it yet")
+            if reached == "pending":  # its trigger never went out there: there is nothing to resolve
+                log.error("alert_trigger_never_sent", sink=sink)
+                return "trigger_never_sent"
             return reached
     elif delivery.alert.severity.value not in ctx.settings.routes[sink]:
         return "not_routed"

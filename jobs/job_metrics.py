@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -202,6 +203,7 @@ class JobsCollector:
         )
         unsettled.add_metric([], snapshot["unsettled"])
         yield unsettled
+        yield from _forecast(snapshot["forecast"])
 
     def _read(self, deadlines: list[date]) -> dict[str, Any]:
         families = ("job_duration", "money_movements", "alerts", "settle", "banking_calendar", "reconcile")
@@ -218,7 +220,8 @@ class JobsCollector:
                 pipe.hgetall(keys.costs(deadline))
                 pipe.hgetall(keys.cover_outcomes(deadline))
             pipe.scard(keys.UNSETTLED)
-            *results, unsettled = pipe.execute()
+            pipe.get(keys.FORECAST)
+            *results, unsettled, ahead = pipe.execute()
         snapshot: dict[str, Any] = {f: _decoded(r) for f, r in zip(families, results, strict=False)}
         rest = results[len(families) :]
         per_queue, rest = rest[: 5 * len(self.queues)], rest[5 * len(self.queues) :]
@@ -228,6 +231,7 @@ class JobsCollector:
         snapshot["costs"] = [_decoded(r) for r in rest[0::2]]
         snapshot["covers"] = [_decoded(r) for r in rest[1::2]]
         snapshot["unsettled"] = int(unsettled)
+        snapshot["forecast"] = ahead
         return snapshot
 
     def _queues(self, sizes: dict[str, list[int]]) -> Iterator[Metric]:
@@ -276,6 +280,39 @@ def _counter(name: str, documentation: str, labels: list[str], raw: dict[str, st
         if len(values) == len(labels):
             family.add_metric(values, int(value))
     return family
+
+
+def _forecast(raw: bytes | None) -> Iterator[Metric]:
+    """The last RF prefunding forecast (``sk:forecast``, written at 09:30 and 15:00 ET): per coming deadline."""
+    per_deadline = {
+        "shortfall": "Projected RF shortfall of a coming deadline, in dollars (the last forecast).",
+        "projected_due": "What settlekeeper is projected to pay on a coming deadline (planning figure), in dollars.",
+        "rf_projected": "RF projected after a coming deadline if nothing is wired, in dollars.",
+    }
+    families = {
+        name: GaugeMetricFamily(f"{NAMESPACE}_forecast_{name}_dollars", text, labels=["deadline"])
+        for name, text in per_deadline.items()
+    }
+    wire_family = GaugeMetricFamily(
+        f"{NAMESPACE}_forecast_wire_dollars", "The wire into RF the last forecast recommends, in dollars (0: none)."
+    )
+    computed = GaugeMetricFamily(
+        f"{NAMESPACE}_forecast_computed_timestamp_seconds", "When the last RF prefunding forecast was made."
+    )
+    try:
+        found = json.loads(raw) if raw else None
+    except ValueError:
+        found = None
+    if isinstance(found, dict):
+        for row in found.get("deadlines", []):
+            for name, family in families.items():
+                family.add_metric([row["deadline"]], float(row[name]))
+        rec = found.get("recommendation")
+        wire_family.add_metric([], float(rec["amount"]) if rec else 0.0)
+        computed.add_metric([], datetime.fromisoformat(found["computed_at"]).timestamp())
+    yield from families.values()
+    yield wire_family
+    yield computed
 
 
 def _job_durations(raw: dict[str, str]) -> HistogramMetricFamily:

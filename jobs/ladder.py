@@ -1,4 +1,4 @@
-"""The alert ladder of a deadline day: five checks at US/Eastern times, each reading the Broker API.
+"""The alert ladder of a deadline day: seven checks at US/Eastern times, each reading the Broker API.
 
 =========================  ===================  ========  ===================================================
 step (default time, ET)    alert kind           severity  raised when
@@ -8,15 +8,22 @@ step (default time, ET)    alert kind           severity  raised when
                                                           auto-settle (``settle``, ``fund`` modes) is not on
 ``page`` 12:30             unsettled_at_1230    critical  anything due today is still unsettled
 ``late`` 13:00             late_interest        warning   transfers due today missed the cutoff (interest)
+``forecast`` 15:00         fund_rf              warning   today is the last afternoon to wire RF what the
+                                                          forecast says the coming deadlines lack (critical
+                                                          when the short deadline is tomorrow)
 ``cancellations`` 20:00    cancellations        critical  transfers were canceled and an account they
                                                           touched is in debit (warning when none is)
+``statement`` 20:15        statement            info      every deadline day: the day's totals after the
+                                                          cancellations, and the forecast's line
 =========================  ===================  ========  ===================================================
 
 Each alert's dedup key is ``ladder-<kind>-<deadline>``. A step also resolves the day's alerts, up to
 its own, whose condition has cleared: the first four once nothing due is unsettled (settled, or canceled
 at 8 PM), the warning also once SI + RF cover what is due with auto-settle on, the cancellations once no
 account is in debit. The settle job resolves the first four when a run leaves nothing unsettled
-(:func:`settled`), the cover job the cancellations when no debit remains (:func:`clear_cancellations`).
+(:func:`settled`), the cover job the cancellations when no debit remains (:func:`clear_cancellations`). The
+digest carries the RF prefunding forecast's line (:mod:`jobs.forecast`) and resolves the day before's
+``fund_rf`` and ``statement``: that afternoon and evening are over.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from typing import Any
 
 import structlog
 
+from funding.banking import BankingCalendar
 from funding.calendar import SETTLEMENT_CUTOFF, at_et, to_et
 from funding.models import IFStatus, InstantFunding
 from funding.money import ZERO, display, wire
+from jobs import forecast, statement
 from jobs.banking_days import banking_calendar
 from jobs.runtime import JobContext, run_job
 from store.alert_state import is_triggered
@@ -44,7 +53,9 @@ STEPS = {
     "warning": "shortfall_projected",
     "page": "unsettled_at_1230",
     "late": "late_interest",
+    "forecast": "fund_rf",
     "cancellations": "cancellations",
+    "statement": "statement",
 }
 """Ladder step → the alert kind it raises, in the order of the day (phases ``ladder_<step>``)."""
 MORNING_KINDS = ("digest", "shortfall_projected", "unsettled_at_1230", "late_interest")
@@ -84,6 +95,8 @@ class Due:
     """The kill switch's reason while it is set: nothing is settled until it is cleared."""
     bank_holiday: str | None = None
     """Why US banks are closed on the deadline (it still trades): no wire or ACH arrives, only RF can pay."""
+    banking: BankingCalendar | None = None
+    """The banking calendar read for this step (the forecast uses it too: one read, one count)."""
 
     @property
     def shortfall(self) -> Decimal:
@@ -163,6 +176,7 @@ async def read_due(ctx: JobContext, deadline: date) -> Due:
         fund_mode=settings.mode("fund"),
         kill_switch=await ctx.guard.kill_switch(),
         bank_holiday=banking.holiday_name(deadline),
+        banking=banking,
     )
 
 
@@ -202,6 +216,8 @@ _RESOLUTIONS = {
     "shortfall_projected": "what is due {deadline} is paid, or SI + RF cover it with auto-settle on",
     "unsettled_at_1230": "nothing due {deadline} is unsettled any more (settled, or canceled at 8 PM ET)",
     "late_interest": "nothing due {deadline} is unsettled any more (settled, or canceled at 8 PM ET)",
+    "fund_rf": "the forecast no longer asks for a wire today",
+    "statement": "the statement of {deadline} was sent",
     "cancellations": "no account is in debit after the cancellations of {deadline}",
 }
 
@@ -210,12 +226,33 @@ _RESOLUTIONS = {
 
 
 async def _digest(ctx: JobContext, due: Due) -> Finding:
+    ahead = await forecast.kept(ctx, due.banking)
+    line = forecast.line(ahead[0]) if ahead else "forecast: unavailable (the log says why: forecast_failed)"
+    previous = ctx.calendar.previous_trading_day(due.deadline)
+    for kind in ("fund_rf", "statement"):  # the afternoon and the evening before are over
+        await ctx.resolve(kind, dedup_key(kind, previous), f"superseded by the digest of {due.deadline}; {line}")
     summary = (
         f"{due.deadline}: {_n(due.unsettled, 'transfer')} ({display(due.amount)}) due by 1 PM ET; "
         f"SI {display(due.si_cash)}, RF {display(due.rf_cash)}; projected shortfall {display(due.shortfall)}"
-        f"{due.bank_note}{_kill_note(due)}"
+        f"{due.bank_note}{_kill_note(due)}; {line}"
     )
-    return Finding("info", summary, due.facts())
+    return Finding("info", summary, {**due.facts(), "forecast": line})
+
+
+async def _fund_rf(ctx: JobContext, due: Due) -> Finding | None:
+    """Today is the last afternoon to send the wire the forecast recommends (:func:`jobs.forecast.fund_rf_today`)."""
+    ahead = await forecast.kept(ctx, due.banking)
+    tomorrow = ctx.calendar.next_trading_day(due.deadline)
+    found = forecast.fund_rf_today(*ahead, due.deadline, tomorrow) if ahead else None
+    if found is None and ahead is not None:  # wired meanwhile, or no longer needed: over if it was raised
+        await ctx.resolve("fund_rf", dedup_key("fund_rf", due.deadline), _RESOLUTIONS["fund_rf"])
+    return None if found is None else Finding(*found)
+
+
+async def _statement(ctx: JobContext, due: Due) -> Finding:
+    """The end-of-day statement (:mod:`jobs.statement`): the day's totals, after the 8 PM cancellations."""
+    found = await statement.gather(ctx, due.deadline, await debits_left(ctx, await _canceled(ctx, due.deadline)))
+    return Finding("info", found.summary(), found.facts())
 
 
 def _kill_note(due: Due) -> str:
@@ -342,7 +379,9 @@ CHECKS: dict[str, Callable[[JobContext, Due], Awaitable[Finding | None]]] = {
     "warning": _warning,
     "page": _page,
     "late": _late,
+    "forecast": _fund_rf,
     "cancellations": _cancellations,
+    "statement": _statement,
 }
 
 

@@ -49,6 +49,8 @@ PHASE_JOBS = {
     "ladder_warning": ("jobs.ladder.run_phase", ALERT_QUEUE),
     "ladder_page": ("jobs.ladder.run_phase", ALERT_QUEUE),
     "ladder_late": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_forecast": ("jobs.ladder.run_phase", ALERT_QUEUE),
+    "ladder_statement": ("jobs.ladder.run_phase", ALERT_QUEUE),
     "ladder_cancellations": ("jobs.ladder.run_phase", ALERT_QUEUE),
 }
 """The business phases of a trading day and what each runs. The report and alert-ladder phases only read

@@ -87,6 +87,8 @@ LISTENER_STATE = f"{PREFIX}listener"
 """Hash: the leading listener's own report (holder, term start, each stream's connection and liveness),
 refreshed every lease renewal and expiring with it: what ``settlekeeper status`` shows of the listener."""
 """String: when present, no money call goes out; its value says why (set by an operator)."""
+FORECAST = f"{PREFIX}forecast"
+"""String (JSON): the latest RF prefunding forecast (jobs/forecast.py), for the jobs' gauges and ``status``."""
 ALERTS = f"{PREFIX}alerts"
 """Stream: every alert state change (trigger, escalation, resolve), append-only, for the report and audits."""
 FAILED_JOBS_PAGED = f"{PREFIX}failed_jobs_paged"

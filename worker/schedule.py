@@ -44,15 +44,19 @@ log = structlog.get_logger(__name__)
 MARGIN_CALL_TIME = time(9, 0)
 """A debit not covered by then is a margin call (T+2); the sweep is pointless afterwards."""
 MARKER_SECONDS = 8 * 86400
+FORECAST_UNTIL = time(18, 0)
 LADDER_CATCH_UP = {
     "ladder_digest": time(12, 0),
     "ladder_warning": SETTLEMENT_CUTOFF,
     "ladder_page": CYCLE_CUTOFF,
     "ladder_late": CYCLE_CUTOFF,
+    "ladder_forecast": FORECAST_UNTIL,
+    "ladder_statement": time(23, 59),
 }
 """Until when (ET, on the deadline) a missed step of the alert ladder still makes sense: the digest until
 noon (the settle phase and the warning say the rest), the warning until the 1 PM cutoff, the page and the
-late notice until the 8 PM cancellation. The cancellations step stays due until the margin call (09:00 ET)
+late notice until the 8 PM cancellation, the forecast until 18:00 (a wire sent later in the day is not
+credited sooner). The cancellations step stays due until the margin call (09:00 ET)
 of the next trading day, like the sweep."""
 LADDER_MIN_WINDOW = timedelta(minutes=5)
 """A step configured at or after its catch-up end is still due this long after its time."""
@@ -117,6 +121,8 @@ def ladder_times(settings: Settings) -> dict[str, time]:
             ("ladder_warning", settings.ladder_warning),
             ("ladder_page", settings.ladder_page),
             ("ladder_late", settings.ladder_late),
+            ("ladder_forecast", settings.ladder_forecast),
+            ("ladder_statement", settings.ladder_statement),
             ("ladder_cancellations", settings.ladder_cancellations),
         )
     }

@@ -571,3 +571,49 @@ def test_alert_settings_defaults_and_validation() -> None:
     with pytest.raises(ConfigError, match="SETTLEKEEPER_PAGERDUTY_URL"):
         load_settings({"SETTLEKEEPER_PAGERDUTY_URL": "events.pagerduty.com"})
     assert load_settings({"SETTLEKEEPER_PAGERDUTY_ROUTING_KEY": " "}).pagerduty_routing_key is None
+
+
+def lose_the_alert(client: redis.Redis) -> None:
+    """What a Redis restart losing its last second does to a just-raised alert: its hash and state are gone."""
+    client.delete(keys.alert(DEDUP), keys.alert_state(DEDUP, 1, "trigger"))
+
+
+async def test_a_trigger_redis_lost_and_raised_again_is_delivered_before_its_resolve(
+    alert_env: Callable[..., None], sinks: Sinks, redis_client: redis.Redis, run_worker: RunWorker
+) -> None:
+    """The chaos run's 20-day failure: the trigger's delivery found its state lost (a restart), then the alert was
+    raised again as incident 1 and resolved. The trigger retries instead of ending, so it goes out, then the
+    resolve; before, the trigger ended "missing" and the resolve waited for it until it failed for good."""
+    record(redis_client)
+    enqueue_alert_deliveries(redis_client)
+    lose_the_alert(redis_client)
+    await run_worker()
+    assert job(redis_client, 1, "trigger").get_status() == JobStatus.SCHEDULED
+    record(redis_client)  # the condition seen again: incident 1 once more (its number was lost with the hash)
+    record(redis_client, "resolve", "info", "RF covered it", facts={})
+    await deliver(redis_client, run_worker)
+    requeue_scheduled(redis_client, delivery_job_id(DEDUP, 1, "trigger"))
+    await run_worker()
+    requeue_scheduled(redis_client, delivery_job_id(DEDUP, 1, "resolve"))
+    await run_worker()
+
+    assert outcomes(redis_client, 1, "trigger") == ("sent", "sent")
+    assert outcomes(redis_client, 1, "resolve") == ("sent", "sent")
+    assert [e["event_action"] for e in sinks.pagerduty.bodies] == ["trigger", "resolve"]
+
+
+async def test_a_state_lost_for_good_ends_its_delivery_on_the_last_try_without_failing_it(
+    alert_env: Callable[..., None], sinks: Sinks, redis_client: redis.Redis, run_worker: RunWorker
+) -> None:
+    """Never raised again: the trigger is tried RQ's four times, then ends "missing" (finished, not failed: a
+    failed delivery would only page about a page), and nothing is sent."""
+    record(redis_client)
+    enqueue_alert_deliveries(redis_client)
+    lose_the_alert(redis_client)
+    await run_worker()
+    for _ in range(3):
+        requeue_scheduled(redis_client, delivery_job_id(DEDUP, 1, "trigger"))
+        await run_worker()
+    assert report(redis_client, 1, "trigger")["outcome"] == "missing"
+    assert sinks.slack.bodies == []
+    assert sinks.pagerduty.bodies == []
