@@ -116,6 +116,27 @@ def test_the_day_before_veterans_day_wires_by_tuesday_for_wednesdays_heavier_dea
     assert last_afternoon(rec, BANKING) == date(2026, 11, 9)  # today: the 15:00 warning's day
 
 
+def test_on_the_morning_before_veterans_day_the_wire_is_still_for_that_morning() -> None:
+    """Tuesday 2026-11-10 07:00, the day before the holiday: Tuesday's window (08:00–08:30 ET) is still ahead, so
+    the wire is credited today and covers Wednesday; Tuesday's own deadline (Monday's transfers) is paid first."""
+    now = at_et(date(2026, 11, 10), time(7, 0))
+    history = traffic(date(2026, 10, 12), date(2026, 11, 10), per_day={1: 3})
+    past = [t for t in history if t.created_at < now]
+    due = {date(2026, 11, 10): due_of(history, date(2026, 11, 9), now)}
+
+    result = run(now, past, rf="20000.00", due=due, since=date(2026, 10, 12))
+
+    rec = result.recommendation
+    assert rec is not None
+    assert (rec.amount, rec.wire_by, rec.covers_through, rec.first_short) == (
+        20 * THOUSAND,
+        date(2026, 11, 10),
+        date(2026, 11, 11),
+        date(2026, 11, 11),
+    )
+    assert result.unreachable == []
+
+
 def test_thanksgiving_week_skips_thursday_and_a_wire_sent_wednesday_lands_friday() -> None:
     """Thursday 2026-11-26 is no deadline; banks are closed too, so Wednesday's wire is credited Friday morning,
     in time for Friday's deadline (Wednesday's transfers, created until 8 PM ET Wednesday)."""
