@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import redis.asyncio as aioredis
 import structlog
 
 from funding.banking import BankingCalendar
@@ -179,7 +180,8 @@ async def remember(ctx: JobContext, found: Forecast, banking: BankingCalendar) -
     await ctx.redis.set(keys.FORECAST, json.dumps(to_json(found, banking)), ex=FORECAST_TTL_SECONDS)
 
 
-async def latest(client: Any) -> dict[str, Any] | None:
+async def latest(client: aioredis.Redis) -> dict[str, Any] | None:
+    """The last forecast kept (``sk:forecast``), as ``settlekeeper forecast --json`` prints it; None before any."""
     raw = await client.get(keys.FORECAST)
     return None if raw is None else dict(json.loads(text(raw)))
 

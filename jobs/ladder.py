@@ -217,7 +217,6 @@ _RESOLUTIONS = {
     "unsettled_at_1230": "nothing due {deadline} is unsettled any more (settled, or canceled at 8 PM ET)",
     "late_interest": "nothing due {deadline} is unsettled any more (settled, or canceled at 8 PM ET)",
     "fund_rf": "the forecast no longer asks for a wire today",
-    "statement": "the statement of {deadline} was sent",
     "cancellations": "no account is in debit after the cancellations of {deadline}",
 }
 
