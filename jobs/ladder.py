@@ -250,8 +250,13 @@ async def _fund_rf(ctx: JobContext, due: Due) -> Finding | None:
 
 async def _statement(ctx: JobContext, due: Due) -> Finding:
     """The end-of-day statement (:mod:`jobs.statement`): the day's totals, after the 8 PM cancellations."""
-    found = await statement.gather(ctx, due.deadline, await debits_left(ctx, await _canceled(ctx, due.deadline)))
+    found = await day_statement(ctx, due.deadline)
     return Finding("info", found.summary(), found.facts())
+
+
+async def day_statement(ctx: JobContext, deadline: date) -> statement.Statement:
+    """The statement of ``deadline``, with the debits its cancellations leave now (also ``settlekeeper statement``)."""
+    return await statement.gather(ctx, deadline, await debits_left(ctx, await _canceled(ctx, deadline)))
 
 
 def _kill_note(due: Due) -> str:
