@@ -1,19 +1,27 @@
-"""What both benchmarks share: the sandbox process, its credentials, CPU pinning, and peak memory."""
+"""What the benchmarks share: the sandbox and Redis processes, credentials, CPU pinning, and peak memory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import redis
 
 AUTH = aiohttp.encode_basic_auth("sandbox-key", "sandbox-secret")
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX_CPU = 1
-"""The sandbox runs on CPU 1; the process being measured on CPU 0."""
+"""The sandbox and Redis run on CPU 1; the process being measured on :data:`MEASURED_CPU`."""
+MEASURED_CPU = 0
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
 
 def pinned(cpu: int) -> Callable[[], None]:
@@ -44,8 +52,83 @@ def start_sandbox(customers: int) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         text=True,
         preexec_fn=pinned(SANDBOX_CPU),
-        env={**os.environ, "SETTLEKEEPER_LOG_LEVEL": "WARNING"},
+        env=bench_env(SETTLEKEEPER_LOG_LEVEL="WARNING"),
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, line.split("listening on ", 1)[1].strip()
+
+
+@contextlib.contextmanager
+def sandbox(customers: int) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The sandbox for a block; stopped when it exits."""
+    proc, base = start_sandbox(customers)
+    try:
+        yield proc, base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:  # a sandbox holding millions of objects can take long to exit
+            proc.kill()
+            proc.wait(30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server of its own (nothing on disk), pinned beside the sandbox; yields its URL."""
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=pinned(SANDBOX_CPU),
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(redis.ConnectionError):
+                client.ping()
+                break
+            time.sleep(0.05)
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured process: no SETTLEKEEPER_* setting of the caller's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLEKEEPER_")}
+    return env | extra
+
+
+def settlekeeper_env(base: str, url: str, **extra: str) -> dict[str, str]:
+    """Production settings against the sandbox and the bench's Redis, quiet logs."""
+    return bench_env(
+        SETTLEKEEPER_REDIS_URL=url,
+        SETTLEKEEPER_BROKER_URL=base,
+        SETTLEKEEPER_LOG_FORMAT="json",
+        SETTLEKEEPER_LOG_LEVEL="WARNING",
+        **extra,
+    )
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
+    """One admin or API call to the sandbox; a refusal ends the benchmark with what it said."""
+    async with http.request(method, url, json=body) as resp:
+        if resp.status >= 300:
+            raise SystemExit(f"{method} {url} → {resp.status}: {(await resp.text())[:300]}")
+        return None if resp.status == 204 else await resp.json()
+
+
+def admin() -> aiohttp.ClientSession:
+    """A session with the sandbox's credentials."""
+    return aiohttp.ClientSession(headers={"Authorization": AUTH}, timeout=aiohttp.ClientTimeout(total=600))

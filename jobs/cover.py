@@ -1,6 +1,7 @@
 """Cover job: after an 8 PM cancellation, journal RF → customer for exactly the debit it left.
 
-Enqueued by the listener for each canceled transfer's (account, deadline) (job ``cover-<account>-<date>``),
+Enqueued by the listener for each canceled transfer's (account, deadline) (job ``cover-<account>-<date>``;
+the covers an 8 PM storm leaves in the outbox go out together, ``covers-<date>-<digest>``, :func:`cover_accounts`),
 and run for every such account by the 20:05 sweep; both share the intent ``cover-<account>-<date>``
 and its ``Idempotency-Key``, so the debit is journaled once whoever gets there first;
 JNLC limits may leave it ``pending`` (alert, and the sweep looks again); afterwards the account's cash
@@ -12,6 +13,8 @@ alert ladder's 20:00 ``cancellations`` alert once no account those cancellations
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -25,6 +28,7 @@ from funding.outcomes import CoverOutcome
 from jobs import ladder
 from jobs.job_metrics import cover_finished
 from jobs.reconcile import reconcile
+from jobs.registry import COVER_QUEUE, queue
 from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from store import keys
 from store.audit import Intent, IntentStatus
@@ -37,6 +41,48 @@ def cover_account(account_no: str, deadline: str) -> dict[str, Any]:
     return run_job(lambda ctx: cover_and_clear(ctx, account_no, date.fromisoformat(deadline)))
 
 
+def cover_accounts(accounts: list[str], deadline: str) -> dict[str, Any]:
+    """RQ entry: cover several accounts of one deadline (the listener batches an 8 PM storm's cover actions)."""
+    return run_job(lambda ctx: cover_many(ctx, accounts, date.fromisoformat(deadline)))
+
+
+COVERS_AT_ONCE = 16
+"""Accounts a batched cover job works on at the same time (each waits on the Broker API most of the time)."""
+
+
+async def cover_many(ctx: JobContext, accounts: list[str], deadline: date) -> dict[str, Any]:
+    """Cover each of ``accounts`` (:func:`cover`), :data:`COVERS_AT_ONCE` at a time, with one listing of the day's
+    cancellations for all; then, unless more covers are queued (the last one does it), resolve the 20:00 alert
+    if no debit remains. A failure of one account fails the job after the others ran (RQ retries it; what was
+    covered is found done)."""
+    canceled = await canceled_by_account(ctx, deadline)
+    limit = asyncio.Semaphore(COVERS_AT_ONCE)
+
+    async def one(account_no: str) -> dict[str, Any]:
+        async with limit:
+            return await cover(ctx, account_no, deadline, canceled=canceled)
+
+    results = await asyncio.gather(*(one(a) for a in accounts), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise failed[0]
+    if not await ctx.redis.llen(queue(COVER_QUEUE, ctx.rq).key):  # more covers queued: the last one looks
+        await ladder.clear_cancellations(ctx, deadline)
+    outcomes = [r["outcome"] for r in results if isinstance(r, dict)]
+    report = {"deadline": str(deadline), "accounts": len(accounts)}
+    report |= {str(o): outcomes.count(o) for o in sorted(set(outcomes))}
+    log.info("cover_batch_run", **report)
+    return report
+
+
+async def canceled_by_account(ctx: JobContext, deadline: date) -> dict[str, Decimal]:
+    """What the IF transfers due ``deadline`` that were canceled took back from each account (one listing)."""
+    taken: dict[str, Decimal] = {}
+    for t in await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline):
+        taken[t.account_no] = taken.get(t.account_no, ZERO) + t.amount
+    return taken
+
+
 def sweep(deadline: str) -> dict[str, Any]:
     """RQ entry (20:05 ET): cover every account whose transfers due ``deadline`` were canceled."""
     return run_job(lambda ctx: sweep_deadline(ctx, date.fromisoformat(deadline)))
@@ -46,9 +92,9 @@ async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
     """Cover every account of the day's cancellations, between two reconciliations (:mod:`jobs.reconcile`): the
     first gives back the intents of covers Redis lost, the last audits any cover whose record was lost meanwhile."""
     await reconcile(ctx, deadline, frozenset({("cover", deadline)}))
-    canceled = await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
-    accounts = sorted({t.account_no for t in canceled})
-    results = [await cover(ctx, account_no, deadline) for account_no in accounts]
+    canceled = await canceled_by_account(ctx, deadline)
+    accounts = sorted(canceled)
+    results = [await cover(ctx, account_no, deadline, canceled=canceled) for account_no in accounts]
     await reconcile(ctx, deadline)
     report = {
         "deadline": str(deadline),
@@ -69,11 +115,15 @@ async def cover_and_clear(ctx: JobContext, account_no: str, deadline: date) -> d
     return report
 
 
-async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, Any]:
+async def cover(
+    ctx: JobContext, account_no: str, deadline: date, *, canceled: Mapping[str, Decimal] | None = None
+) -> dict[str, Any]:
+    """Cover one account's debit; ``canceled`` (:func:`canceled_by_account`), when the caller listed the day's
+    cancellations already."""
     key = f"cover-{account_no}-{deadline}"
     with structlog.contextvars.bound_contextvars(account_no=account_no, deadline=deadline.isoformat()):
         try:
-            report = await _cover(ctx, key, account_no, deadline)
+            report = await _cover(ctx, key, account_no, deadline, canceled)
         except KillSwitchOn as kill:  # set between the guardrail check and the call: nothing was sent
             await ctx.alert("kill_switch", "warning", f"cover of {account_no} stopped: {kill}", f"kill-{key}")
             report = {"account_no": account_no, "deadline": str(deadline), "outcome": CoverOutcome.KILLED}
@@ -82,26 +132,29 @@ async def cover(ctx: JobContext, account_no: str, deadline: date) -> dict[str, A
         return report
 
 
-async def cover_amount(ctx: JobContext, account_id: str, account_no: str, deadline: date) -> tuple[Decimal, Decimal]:
+async def cover_amount(
+    ctx: JobContext,
+    account_id: str,
+    account_no: str,
+    deadline: date,
+    canceled: Mapping[str, Decimal] | None = None,
+) -> tuple[Decimal, Decimal]:
     """(the account's cash, what a cover would journal): the debit, or with ``cover_only_if_debits`` only the
-    part of it the day's IF cancellations caused. Reads only (``settlekeeper cover --dry-run`` shows it)."""
+    part of it the day's IF cancellations caused (listed now unless ``canceled`` is given). Reads only
+    (``settlekeeper cover --dry-run`` shows it)."""
     cash = (await ctx.broker.trade_account(account_id)).cash
     if cash >= 0:
         return cash, ZERO
     if not ctx.settings.cover_only_if_debits:
         return cash, -cash
-    canceled = sum(
-        (
-            t.amount
-            for t in await ctx.broker.list_transfers(status=IFStatus.CANCELED, deadline=deadline)
-            if t.account_no == account_no
-        ),
-        ZERO,
-    )
-    return cash, min(-cash, canceled)
+    if canceled is None:
+        canceled = await canceled_by_account(ctx, deadline)
+    return cash, min(-cash, canceled.get(account_no, ZERO))
 
 
-async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> dict[str, Any]:
+async def _cover(
+    ctx: JobContext, key: str, account_no: str, deadline: date, canceled: Mapping[str, Decimal] | None
+) -> dict[str, Any]:
     report: dict[str, Any] = {"account_no": account_no, "deadline": str(deadline)}
     account_id = await ctx.account_id(account_no)
     intent = await ctx.ledger.intent(key)
@@ -114,7 +167,7 @@ async def _cover(ctx: JobContext, key: str, account_no: str, deadline: date) -> 
     if intent is not None and intent.status == IntentStatus.DONE:
         return await _verify(ctx, intent, account_id, report, True)
     attempt = retry_attempt(intent)
-    cash, amount = await cover_amount(ctx, account_id, account_no, deadline)
+    cash, amount = await cover_amount(ctx, account_id, account_no, deadline, canceled)
     if cash >= 0:
         await ctx.ledger.note("no_debit", "cover", key, cash=str(cash))
         return {**report, "outcome": CoverOutcome.NO_DEBIT, "cash": wire(cash)}

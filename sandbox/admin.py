@@ -176,8 +176,10 @@ async def accounts(request: web.Request) -> web.Response:
 
 
 async def synthetic(request: web.Request) -> web.Response:
-    """Benchmarks: ``{"events": N, "transfers": K, "amounts"?: [...]}`` appends N activity events, K of them
-    real IF transfers (amounts cycled; default 10.00 each)."""
+    """Benchmarks: ``{"events": N, "transfers": K, "amounts"?: [...], "render"?: bool, "spend"?: bool}`` appends
+    N activity events, K of them real IF transfers (amounts cycled; default 10.00 each); ``spend``: each
+    customer buys for what each transfer gave (its cancellation leaves a debit); ``render``: the events' text is
+    made now, not when first read (a reader measured first does not pay for it)."""
     eng = engine(request)
     body = await read_json(request)
     try:
@@ -187,7 +189,15 @@ async def synthetic(request: web.Request) -> web.Response:
     raw = body.get("amounts", ["10.00"])
     if not isinstance(raw, list):
         raise SandboxError(400, "amounts must be an array of decimal strings")
-    return web.json_response(fill(eng, events, transfers, [amount_of({"amount": a}) for a in raw]))
+    amounts = [amount_of({"amount": a}) for a in raw]
+    options = {name: body.get(name) is True for name in ("render", "spend")}
+    return web.json_response(fill(eng, events, transfers, amounts, **options))
+
+
+async def marks(request: web.Request) -> web.Response:
+    """Benchmarks: the wall-clock time of each cancellation and each journal received (latest 100,000)."""
+    rows = [{"what": what, "account_id": account_id, "at": at} for what, account_id, at in engine(request).marks]
+    return web.json_response({"marks": rows})
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -226,3 +236,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sandbox/accounts", accounts)
     app.router.add_post("/sandbox/reset", reset)
     app.router.add_post("/sandbox/synthetic", synthetic)
+    app.router.add_get("/sandbox/marks", marks)

@@ -10,7 +10,9 @@ event loop cannot interleave inside a rule.
 from __future__ import annotations
 
 import heapq
+import time as wall
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -56,6 +58,10 @@ class _Timer:
     action: Callable[[], None] = field(compare=False)
 
 
+MAX_MARKS = 100_000
+"""Wall-clock marks kept (the latest)."""
+
+
 class Engine:
     """All sandbox state and rules; one instance per sandbox, rebuilt by ``POST /sandbox/reset``."""
 
@@ -87,6 +93,9 @@ class Engine:
         self._timers: list[_Timer] = []
         self._timer_seq = 0
         self.banking = BankingCalendar()
+        self.marks: deque[tuple[str, str, float]] = deque(maxlen=MAX_MARKS)
+        """(what, account id, wall-clock time) of each cancellation and each journal received: what
+        ``GET /sandbox/marks`` shows benchmarks timing a cancellation's cover on one clock."""
 
     # ------------------------------------------------------------------ timeline
 
@@ -297,6 +306,7 @@ class Engine:
             self.books.post(self.now, account, "cash", -transfer.amount, why, transfer.id, IF_COUNTERPARTY)
         transfer.status = IFStatus.CANCELED
         transfer.updated_at = self.now
+        self.marks.append(("canceled", account.id, wall.time()))
         self._use_limit(transfer, -1)
         self.touched()
         self._mem_canceled(

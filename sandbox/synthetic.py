@@ -12,13 +12,20 @@ from sandbox.state import SandboxError
 
 
 def fill(
-    engine: Engine, events: int, transfers: int, amounts: Sequence[Decimal] = (Decimal("10.00"),)
+    engine: Engine,
+    events: int,
+    transfers: int,
+    amounts: Sequence[Decimal] = (Decimal("10.00"),),
+    *,
+    render: bool = False,
+    spend: bool = False,
 ) -> dict[str, object]:
     """Create ``transfers`` IF transfers (one MEM event each) and pad the activities stream to ``events``.
 
     Transfer ``n`` goes to customer ``n mod customers`` for ``amounts[n mod len(amounts)]``. Needs a seed
     without per-account limits, a correspondent limit large enough, and ``if_execute_delay_seconds`` 0 so
-    each transfer executes (and emits) at once.
+    each transfer executes (and emits) at once. ``spend``: each customer buys for the transfer's amount (its
+    trade events count among ``events``); ``render``: every new event's text is made now.
     """
     if engine.seed.if_execute_delay_seconds != 0 or engine.seed.if_account_limit is not None:
         raise SandboxError(422, "synthetic streams need if_execute_delay_seconds 0 and if_account_limit null")
@@ -29,7 +36,10 @@ def fill(
     start = len(log)
     si = engine.books.firm_account_number("SI")
     for n in range(transfers):
-        engine.create_transfer(customers[n % len(customers)].number, si, amounts[n % len(amounts)], None, "")
+        account, amount = customers[n % len(customers)], amounts[n % len(amounts)]
+        engine.create_transfer(account.number, si, amount, None, "")
+        if spend:  # one share at the transfer's amount: its cancellation leaves the customer in debit
+            engine.jit.trade(account, "AAPL", "buy", Decimal(1), amount, ZERO)
     system_date = engine.system_date
     for n in range(events - transfers):
         account = customers[n % len(customers)]
@@ -46,6 +56,9 @@ def fill(
             description="synthetic fill",
             details={"order_id": f"synthetic-{n}"},
         )
+    if render:
+        for event in log.events[start:]:
+            _ = event.data
     return {
         "count": len(log) - start,
         "first_event_id": log.events[start].event_id if len(log) > start else None,

@@ -23,13 +23,15 @@ from funding.calendar import to_et
 from funding.errors import AuthenticationError, LeaseLostError, NotFoundError, RetryableError, SettlekeeperError
 from funding.models import IFStatus, InstantFunding
 from funding.records import Action, DeadLetter
-from jobs.registry import actions_for, enqueue_action
+from jobs.registry import MAX_COVERS_PER_JOB, actions_for, enqueue_action, enqueue_covers
 from store.accounts import AccountIds
 from store.transfers import TransferStore
 from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
 
+OUTBOX_BATCH = 1000
+"""Outbox entries handed to RQ per read: an 8 PM storm's covers go out in jobs of hundreds of accounts."""
 HINT_BATCH = 2048
 """Hints read per round."""
 LIST_A_DAY_FROM = 50
@@ -103,13 +105,17 @@ class Resolver:
             if len(ids) < LIST_A_DAY_FROM:
                 continue
             listed = {str(t.id): t for t in await self.broker.list_transfers(system_date=date.fromisoformat(day))}
-            for transfer_id in ids:
-                if transfer_id in listed:
-                    await self.apply(listed[transfer_id], source="stream")
-                    await self.store.release_hint(transfer_id, scores.pop(transfer_id))
+            found = [(listed[i], scores.pop(i)) for i in ids if i in listed]
+            await asyncio.gather(*(self._apply_listed(transfer, score) for transfer, score in found))
         await asyncio.gather(*(self._resolve(transfer_id, score) for transfer_id, score in scores.items()))
         self.metrics.hints.set(await self.store.hint_count())
         return True
+
+    async def _apply_listed(self, transfer: InstantFunding, score: float) -> None:
+        """Record a hinted transfer read in its day's listing (a few at a time: an 8 PM storm names thousands)."""
+        async with self._limit:
+            await self.apply(transfer, source="stream")
+            await self.store.release_hint(str(transfer.id), score)
 
     async def _resolve(self, transfer_id: str, score: float) -> None:
         """Read one hinted transfer on its own (few hints for its day, or no day known)."""
@@ -217,16 +223,39 @@ class Resolver:
         """Hand every outbox action to RQ (unique job ids); returns how many were newly enqueued."""
         enqueued = 0
         async with self._dispatching:
-            while actions := await self.store.outbox():
-                for action in actions:
-                    fresh = await asyncio.to_thread(enqueue_action, self.rq, action)
-                    self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
+            while actions := await self.store.outbox(OUTBOX_BATCH):
+                for group in _jobs_of(actions):
+                    if group[0].kind == "cover":
+                        fresh = await asyncio.to_thread(enqueue_covers, self.rq, group)
+                    else:
+                        fresh = await asyncio.to_thread(enqueue_action, self.rq, group[0])
+                    for action in group:
+                        self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
+                        if fresh:
+                            enqueued += 1
+                            self.metrics.action_latency.labels(action.kind).observe(_since_recorded(action))
                     if fresh:
-                        enqueued += 1
-                        self.metrics.action_latency.labels(action.kind).observe(_since_recorded(action))
-                        log.info("action_enqueued", job_id=action.job_id, kind=action.kind)
-                    await self.store.done(action)
+                        log.info("action_enqueued", job_id=group[0].job_id, kind=group[0].kind, actions=len(group))
+                    for action in group:
+                        await self.store.done(action)
         return enqueued
+
+
+def _jobs_of(actions: list[Action]) -> list[list[Action]]:
+    """The outbox's actions grouped into jobs, in order: the covers of one deadline together (up to
+    :data:`~jobs.registry.MAX_COVERS_PER_JOB`), every other action alone."""
+    groups: list[list[Action]] = []
+    covers: dict[str, list[Action]] = {}
+    for action in actions:
+        if action.kind != "cover":
+            groups.append([action])
+            continue
+        group = covers.get(action.deadline)
+        if group is None or len(group) >= MAX_COVERS_PER_JOB:
+            group = covers[action.deadline] = []
+            groups.append(group)
+        group.append(action)
+    return groups
 
 
 def _since_recorded(action: Action) -> float:

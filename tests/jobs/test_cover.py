@@ -11,14 +11,15 @@ import redis
 import redis.asyncio as aioredis
 
 from funding.calendar import TradingCalendar, at_et
+from funding.models import InstantFunding
 from funding.money import quantize
 from funding.records import Action
-from jobs.registry import COVER_QUEUE, enqueue_action, enqueue_phase, queue
+from jobs.registry import COVER_QUEUE, actions_for, enqueue_action, enqueue_covers, enqueue_phase, queue
 from jobs.runtime import idempotency_key
 from store import keys
 from store.audit import Intent, IntentStatus, Ledger
 from store.guardrails import Guardrails, Verdict
-from store.transfers import journal_for_key
+from store.transfers import TransferStore, journal_for_key
 from tests.support.cover import (
     ACCOUNT,
     BIG_JNLC,
@@ -34,6 +35,7 @@ from tests.support.cover import (
 from tests.support.jobs import RunWorker
 from tests.support.listener import ListenerFactory, eventually
 from tests.support.sandbox import Sandbox, SandboxFactory
+from tests.support.transfers import OBSERVED, TODAY
 
 MARGIN_RATE = Decimal("0.0850")
 """Settings.margin_rate's default, restated: the expectation is computed from the inputs, not the code."""
@@ -399,3 +401,39 @@ async def test_listener_turns_a_cancellation_into_one_cover_job_that_covers(
     assert fetch(redis_client, job_id).return_value()["outcome"] == "covered"
     assert [j["net_amount"] for j in await journals_to(sandbox, ACCOUNT)] == ["400.00"]
     assert await sandbox.cash(ACCOUNT) == Decimal("0.00")
+
+
+async def test_a_storm_of_cover_actions_goes_out_as_one_job_that_covers_each_account_once(
+    make_sandbox: SandboxFactory,
+    job_env: Configure,
+    run_worker: RunWorker,
+    redis_client: redis.Redis,
+    store: TransferStore,
+) -> None:
+    """Cover actions found together in the outbox become one batched job (handed over again: a duplicate), and
+    it journals each account's own debit exactly once."""
+    sandbox = await make_sandbox(**BIG_JNLC)
+    job_env(sandbox)
+    spent = {ACCOUNT: "400.00", "8100000002": "120.50", "8100000003": "75.25"}
+    deadline = ""
+    for account, spend in spent.items():
+        deadline = await fund_and_spend(sandbox, account, amount="500.00", spend=spend)
+    await cancel_at_8pm(sandbox, deadline)
+    canceled = [InstantFunding.model_validate(row) for row in await sandbox.ok("GET", "/v1/instant_funding")]
+    assert {t.status.value for t in canceled} == {"CANCELED"}
+    for transfer in canceled:
+        await store.record(transfer, source="test", observed_at=OBSERVED, actions=actions_for(transfer, TODAY))
+    actions = await store.outbox()
+    assert [a.kind for a in actions] == ["cover"] * 3
+    assert enqueue_covers(redis_client, actions)
+    assert not enqueue_covers(redis_client, actions)  # the same actions again: found, not enqueued twice
+    [job_id] = queue(COVER_QUEUE, redis_client).job_ids
+    assert job_id.startswith(f"covers-{deadline}-")
+    assert fetch(redis_client, job_id).kwargs == {"accounts": sorted(spent), "deadline": deadline}
+    assert await run_worker()
+    report = fetch(redis_client, job_id).return_value()
+    assert report == {"deadline": deadline, "accounts": 3, "covered": 3}
+    for account, spend in spent.items():
+        assert [(j["net_amount"], j["status"]) for j in await journals_to(sandbox, account)] == [(spend, "executed")]
+        assert await sandbox.cash(account) == Decimal("0.00")
+    assert len(await sandbox.ok("GET", "/v1/journals")) == 3

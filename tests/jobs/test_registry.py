@@ -19,9 +19,11 @@ from jobs.registry import (
     JOB_TIMEOUT_SECONDS,
     RESULT_TTL_SECONDS,
     SETTLE_QUEUE,
+    actions_for,
     enqueue_action,
 )
 from tests.support.jobs import RunWorker
+from tests.support.transfers import ACCOUNT, TODAY, make_transfer
 
 DEADLINE = "2026-11-24"
 COVER = Action("1-0", f"cover-8100000001-{DEADLINE}", "cover", "8100000001", DEADLINE)
@@ -96,3 +98,11 @@ async def test_burst_worker_runs_both_jobs_and_keeps_the_guard(
     assert replan.return_value()["outcome"] == "not_yet"  # the sandbox is at 10:00, before the 12:00 phase
     assert 0 < redis_client.ttl(f"rq:job:{COVER.job_id}") <= RESULT_TTL_SECONDS
     assert enqueue_action(redis_client, COVER) is False
+
+
+def test_a_cancellation_causes_a_cover_and_no_replan_while_other_changes_of_a_day_due_replan() -> None:
+    """A transfer due today canceled → its account's cover only; executed or completed → a re-plan of the day."""
+    canceled = actions_for(make_transfer("CANCELED", deadline=TODAY), TODAY)
+    assert [(a.kind, a.job_id) for a in canceled] == [("cover", f"cover-{ACCOUNT}-{TODAY}")]
+    for status in ("EXECUTED", "COMPLETED"):
+        assert [a.kind for a in actions_for(make_transfer(status, deadline=TODAY), TODAY)] == ["replan"]

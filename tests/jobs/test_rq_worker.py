@@ -3,14 +3,29 @@ for (saying where, never the password), and a burst serves settlekeeper's queues
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import redis
 from rq import Worker
 from rq.serializers import JSONSerializer
 from structlog.testing import capture_logs
 
 from jobs.registry import ALERT_QUEUE, COVER_QUEUE, SETTLE_QUEUE, queue
-from jobs.rq_worker import MAINTENANCE_SECONDS, QUEUES, build_worker, serve, take_over_name, wait_for_redis
+from jobs.rq_worker import (
+    JOB_MODULES,
+    MAINTENANCE_SECONDS,
+    QUEUES,
+    build_worker,
+    serve,
+    take_over_name,
+    wait_for_redis,
+)
 from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NAME = "settlekeeper-work-0"
 RAN: list[str] = []
@@ -82,3 +97,20 @@ def test_a_burst_serves_the_settle_queue_before_cover_and_alerts(
     assert serve(url, worker_class="simple", name=NAME, burst=True, logging_level="WARNING")
     assert RAN == [SETTLE_QUEUE, COVER_QUEUE, ALERT_QUEUE]
     assert not serve(url, worker_class="simple", name=NAME, burst=True, logging_level="WARNING")
+
+
+def test_the_worker_imports_every_job_module_and_the_holiday_tables_before_it_forks() -> None:
+    """After preload() a forked job finds the job modules and holidays' country tables already imported."""
+    code = (
+        "import json, sys\n"
+        "from jobs.rq_worker import JOB_MODULES, preload\n"
+        "names = (*JOB_MODULES, 'holidays.countries')\n"
+        "before = [m for m in names if m in sys.modules]\n"
+        "preload()\n"
+        "print(json.dumps([before, [m for m in names if m in sys.modules]]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60)
+    before, after = json.loads(run.stdout)
+    assert "holidays.countries" not in before
+    assert "jobs.cover" not in before
+    assert sorted(after) == sorted((*JOB_MODULES, "holidays.countries"))

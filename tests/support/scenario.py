@@ -10,6 +10,8 @@ converged); :func:`assert_store_matches_sandbox` adds the never-twice invariants
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -129,6 +131,18 @@ async def _job_ids(client: aioredis.Redis, queue_name: str) -> list[str]:
     return [m.decode() for m in cast(list[bytes], await client.lrange(f"rq:queue:{queue_name}", 0, -1))]
 
 
+async def queued_covers(client: aioredis.Redis) -> list[str]:
+    """``cover-<account>-<deadline>`` of each account a queued cover job covers, batched jobs included (one entry per
+    account and job: an account covered by two jobs appears twice)."""
+    covered = []
+    for job_id in await _job_ids(client, COVER_QUEUE):
+        raw = cast(bytes, await client.hget(f"rq:job:{job_id}", "data"))
+        _, _, _, kwargs = json.loads(zlib.decompress(raw))  # RQ zlib-compresses the serialized call
+        accounts = kwargs["accounts"] if "accounts" in kwargs else [kwargs["account_no"]]
+        covered += [f"cover-{account}-{kwargs['deadline']}" for account in accounts]
+    return sorted(covered)
+
+
 async def store_differences(sandbox: Sandbox, store: TransferStore) -> list[str]:
     """How the store disagrees with the sandbox's REST API; empty once the listener has converged."""
     problems: list[str] = []
@@ -156,9 +170,9 @@ async def store_differences(sandbox: Sandbox, store: TransferStore) -> list[str]
             problems.append(f"amount due {deadline}: store {held_due} != sandbox {owed}")
     if await store.redis.xlen(keys.OUTBOX) or await store.hint_count():
         problems.append("outbox or hints not drained")
-    covers = {f"cover-{t['account_no']}-{t['deadline']}" for t in transfers if t["status"] == "CANCELED"}
-    if set(await _job_ids(store.redis, COVER_QUEUE)) != covers:
-        problems.append(f"cover jobs {sorted(await _job_ids(store.redis, COVER_QUEUE))} != {sorted(covers)}")
+    covers = sorted({f"cover-{t['account_no']}-{t['deadline']}" for t in transfers if t["status"] == "CANCELED"})
+    if (queued := await queued_covers(store.redis)) != covers:
+        problems.append(f"covers queued {queued} != {covers}")
     return problems
 
 

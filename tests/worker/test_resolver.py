@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from broker.client import BrokerClient
 from config.settings import Settings
-from jobs.registry import actions_for
+from jobs.registry import COVER_QUEUE, SETTLE_QUEUE, actions_for, queue
 from store import keys
 from store.transfers import TransferStore
-from tests.support.transfers import OBSERVED, TODAY, make_transfer
+from tests.support.transfers import ACCOUNT, OBSERVED, TODAY, make_transfer
 from worker.listener_metrics import ListenerMetrics
 from worker.resolver import Resolver
 
@@ -55,3 +58,27 @@ async def test_latency_runs_from_the_record_not_from_the_dispatch(
         )
         == 0
     )
+
+
+async def test_cover_actions_found_together_go_out_as_one_job_per_deadline(
+    settings: Settings, store: TransferStore, redis_client: redis.Redis
+) -> None:
+    """Covers of one deadline found together in the outbox become one batched job, each action counted once;
+    another deadline's cover and a replan go out as jobs of their own."""
+    metrics = ListenerMetrics()
+    later = TODAY + timedelta(days=7)
+    changed = [make_transfer("CANCELED", deadline=TODAY, account_no=f"81000000{n:02d}") for n in range(1, 4)]
+    changed += [make_transfer("CANCELED", deadline=later), make_transfer("EXECUTED", deadline=TODAY)]
+    for transfer in changed:
+        await store.record(transfer, source="test", observed_at=OBSERVED, actions=actions_for(transfer, TODAY))
+    assert await resolver(settings, store, redis_client, metrics).dispatch() == 5
+    cover_jobs = sorted(queue(COVER_QUEUE, redis_client).job_ids)
+    assert len(cover_jobs) == 2
+    assert cover_jobs[0] == f"cover-{ACCOUNT}-{later}"
+    assert cover_jobs[1].startswith(f"covers-{TODAY}-")
+    batched = Job.fetch(cover_jobs[1], connection=redis_client, serializer=JSONSerializer)
+    assert batched.kwargs == {"accounts": ["8100000001", "8100000002", "8100000003"], "deadline": TODAY.isoformat()}
+    assert queue(SETTLE_QUEUE, redis_client).job_ids == [f"replan-{TODAY}-1"]
+    sample = metrics.registry.get_sample_value
+    assert sample("settlekeeper_actions_enqueued_total", {"kind": "cover", "result": "enqueued"}) == 4
+    assert await store.outbox() == []

@@ -1,52 +1,44 @@
-"""Settle benchmark: 100,000 transfers due on one day planned, funded and settled against the sandbox.
+"""A day of transfers due on one deadline, planned, funded and settled by one settle job against the sandbox.
 
-    .venv/bin/python bench/settle_bench.py [--transfers 100000] [--customers 10000] [--baseline-sample 5000]
+The sandbox (on the other core) is seeded through its admin API (``POST /sandbox/synthetic``: the transfers
+are created inside the sandbox, all executed on one system date, so all due on one deadline), with its clock
+frozen at 12:00 ET on that deadline. The settle job (``jobs.settle.settle`` through ``jobs.runtime.run_job``,
+as the noon phase runs it) then runs alone in a child process on the measured core with production settings
+(the daily cap raised to the day's sum). Account ids are in Redis as the listener records them; customer
+identities (transmitter info) are not cached yet, so the job fetches each one.
 
-The sandbox runs in its own process on CPU 1, seeded through its admin API (``POST /sandbox/synthetic``:
-the transfers are created inside the sandbox, all executed on one system date, so all due on one
-deadline), with its clock frozen at 12:00 ET on that deadline. The settle job (``jobs.settle.settle``
-through ``jobs.runtime.run_job``, as the noon phase runs it) then runs alone in a child process on
-CPU 0 with production settings. Account ids are in Redis as the listener records them for every account
-it sees; customer identities (transmitter info) are not cached yet, so the job fetches each one.
-
-Printed: the job's time, its stages (from the audit trail ``sk:audit``), the peak RSS of the job process
-and of the sandbox, the settlements, a check of the outcome (every transfer COMPLETED, one RF → SI journal
-per settlement, RF debited by exactly the sum due), and a baseline measured in the same run: one
-``GET /v1/instant_funding/{id}`` per transfer (what refreshing amounts one by one costs) on a sample,
-extrapolated to every transfer, with its ratios to the job's list + plan stage (which reads the same
-amounts for every transfer through the list endpoint) and to the whole settle run.
-Redis is the embedded server unless SETTLEKEEPER_REDIS_URL is set.
+Measured: the job's time, its stages (from the audit trail ``sk:audit``: where the time goes), the peak RSS
+of the job and of the sandbox, and a check of the outcome (every transfer COMPLETED, one RF → SI journal per
+settlement, RF debited by exactly the sum due). Baseline, in the same run: one ``GET /v1/instant_funding/{id}``
+per transfer (what refreshing amounts one by one costs) on a sample, extrapolated to every transfer.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import MEASURED_CPU, ROOT, admin, bench_env, call, peak_rss_mb, pinned, settlekeeper_env
+from bench.table import Figure
+from config.settings import load_settings
+from store import keys
 
-from bench.common import AUTH, peak_rss_mb, pinned, start_sandbox  # noqa: E402
-from config.settings import load_settings  # noqa: E402
-from store import keys  # noqa: E402
-from store.clients import redis_url  # noqa: E402
-
-JOB_CPU = 0
 CREATED = "2026-11-23T10:00:00-05:00"
 """Monday of Thanksgiving week: every transfer's system date; the deadline is Tuesday 2026-11-24."""
-TARGET_SECONDS, TARGET_MB = 20.0, 256.0
+SECONDS_PER_MILLION, TARGET_MB, GROWTH = 120.0, 256.0, 10.0
+SANDBOX_TARGET_MB_PER_MILLION = 4096.0
+"""The sandbox holds a million transfers in "a few GB": at most 4 GB."""
 RF, SI = "7536050RF", "7536050SI"
 RESULT = "SETTLE-BENCH-RESULT "
 
@@ -61,17 +53,10 @@ def total_due(transfers: int) -> Decimal:
     return sum((cycle[n % len(cycle)] for n in range(transfers)), Decimal(0))
 
 
-async def call(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
-    async with http.request(method, url, json=body) as resp:
-        if resp.status >= 300:
-            raise SystemExit(f"{method} {url} → {resp.status}: {(await resp.text())[:300]}")
-        return await resp.json()
-
-
 async def prepare(base: str, url: str, transfers: int, customers: int) -> dict[str, Any]:
     """Seed the sandbox, create the transfers, set the clock to noon on their deadline, fill account ids."""
     due = total_due(transfers)
-    async with aiohttp.ClientSession(headers={"Authorization": AUTH}) as http:
+    async with admin() as http:
         seed = {
             "customers": customers,
             "rf_balance": str(due + 1000),
@@ -105,25 +90,18 @@ async def _cash(http: aiohttp.ClientSession, base: str, account_no: str) -> Deci
     return Decimal(cash[-1]["after"]) if cash else Decimal(0)
 
 
-def run_job(base: str, url: str, deadline: str, poll_seconds: float | None) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "SETTLEKEEPER_REDIS_URL": url,
-        "SETTLEKEEPER_BROKER_URL": base,
-        "SETTLEKEEPER_LOG_FORMAT": "json",
-        "SETTLEKEEPER_LOG_LEVEL": "WARNING",
-    }
-    if poll_seconds is not None:
-        env["SETTLEKEEPER_POLL_SECONDS"] = str(poll_seconds)
+def run_job(base: str, url: str, deadline: str, due: Decimal) -> dict[str, Any]:
+    caps = str(due + 1000)  # production guardrails, the daily cap raised to the day's sum
+    env = settlekeeper_env(base, url, SETTLEKEEPER_MAX_DAILY_AMOUNT=caps)
     out = subprocess.run(  # noqa: S603
-        [sys.executable, __file__, "--job-child", deadline],
+        [sys.executable, "-m", "bench.settle_day", "--job-child", deadline],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
-        preexec_fn=pinned(JOB_CPU),
+        preexec_fn=pinned(MEASURED_CPU),
     )
     for line in out.stdout.splitlines():
         if line.startswith(RESULT):
@@ -158,7 +136,8 @@ def job_child(deadline: str) -> None:
 def stages(url: str, started: float, finished: float) -> list[tuple[str, float]]:
     """Durations between the audit trail's milestones (wall-clock ``at`` of each entry)."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    audit = [(datetime.fromisoformat(f["at"]).timestamp(), f) for _, f in client.xrange(keys.AUDIT)]
+    rows = cast(list[tuple[str, dict[str, str]]], client.xrange(keys.AUDIT))
+    audit = [(datetime.fromisoformat(f["at"]).timestamp(), f) for _, f in rows]
     client.close()
     out: list[tuple[str, float]] = []
     mark = started
@@ -191,7 +170,7 @@ def stages(url: str, started: float, finished: float) -> list[tuple[str, float]]
 
 async def verify(base: str, prep: dict[str, Any], transfers: int) -> tuple[list[str], list[dict[str, Any]]]:
     problems: list[str] = []
-    async with aiohttp.ClientSession(headers={"Authorization": AUTH}) as http:
+    async with admin() as http:
         limits = await call(http, "GET", base + "/v1/instant_funding/limits")
         settlements = (await call(http, "GET", base + "/v1/instant_funding/settlements"))["settlements"]
         journals = await call(http, "GET", base + "/v1/journals")
@@ -230,7 +209,7 @@ async def baseline_child(count: int) -> None:
 
 async def sample_ids(base: str, deadline: str, sample: int) -> list[str]:
     ids: list[str] = []
-    async with aiohttp.ClientSession(headers={"Authorization": AUTH}) as http:
+    async with admin() as http:
         while len(ids) < sample:
             params = f"deadline={deadline}&limit=100" + (f"&offset={len(ids)}" if ids else "")  # minimum 1
             page = await call(http, "GET", f"{base}/v1/instant_funding?{params}")
@@ -242,87 +221,97 @@ async def sample_ids(base: str, deadline: str, sample: int) -> list[str]:
 
 def run_baseline(base: str, ids: list[str], sample: int) -> dict[str, float]:
     out = subprocess.run(  # noqa: S603
-        [sys.executable, __file__, "--baseline-child", str(sample)],
+        [sys.executable, "-m", "bench.settle_day", "--baseline-child", str(sample)],
         cwd=ROOT,
         input="\n".join(ids),
-        env={**os.environ, "SETTLEKEEPER_BROKER_URL": base, "SETTLEKEEPER_LOG_LEVEL": "WARNING"},
+        env=bench_env(SETTLEKEEPER_BROKER_URL=base, SETTLEKEEPER_LOG_LEVEL="WARNING"),
         capture_output=True,
         text=True,
         timeout=900,
         check=True,
-        preexec_fn=pinned(JOB_CPU),
+        preexec_fn=pinned(MEASURED_CPU),
     )
     line = next(x for x in out.stdout.splitlines() if x.startswith(RESULT))
     return dict(json.loads(line[len(RESULT) :]))
 
 
-async def main(args: argparse.Namespace) -> int:
-    with redis_url(load_settings()) as url:
-        sandbox, base = start_sandbox(args.customers)
-        try:
-            prep = await prepare(base, url, args.transfers, args.customers)
-            sandbox_seeded_mb = peak_rss_mb(sandbox.pid)
-            print(
-                f"seeded: {args.transfers:,} executed transfers of {args.customers:,} customers due "
-                f"{prep['deadline']} (sum {prep['due']}) in {prep['seeded']:.1f} s; clock at 12:00 ET on it"
-            )
-            job = run_job(base, url, prep["deadline"], args.poll_seconds)
-            sandbox_mb = peak_rss_mb(sandbox.pid)
-            steps = stages(url, job["started"], job["started"] + job["seconds"])
-            problems, settlements = await verify(base, prep, args.transfers)
-            ids = await sample_ids(base, prep["deadline"], args.baseline_sample)
-            baseline = run_baseline(base, ids, args.baseline_sample)
-        finally:
-            sandbox.terminate()
-            sandbox.wait(10)
+@dataclass(frozen=True)
+class Sizes:
+    transfers: int
+    customers: int
+    baseline_sample: int
+
+
+async def run_day(base: str, sandbox_pid: int, url: str, transfers: int, customers: int) -> dict[str, Any]:
+    """Seed, settle once, verify; prints the job's stages (where its time goes)."""
+    prep = await prepare(base, url, transfers, customers)
+    job = run_job(base, url, prep["deadline"], prep["due"])
+    steps = stages(url, job["started"], job["started"] + job["seconds"])
+    problems, settlements = await verify(base, prep, transfers)
     report = job["report"]
     print(
-        f"settle job: {job['seconds']:.2f} s  (outcome {report['outcome']}, {report['settled']:,} settled, "
-        f"{report['left']} left; process start-up and imports {job['startup']:.2f} s, not counted)"
+        f"settle day, {transfers:,} transfers of {customers:,} customers (seeded in {prep['seeded']:.1f} s): "
+        f"{job['seconds']:.2f} s, peak {job['peak_mb']:.0f} MB, outcome {report['outcome']}, "
+        f"{report['settled']:,} settled in {len(settlements)} settlements; "
+        + ("verified" if not problems else "WRONG: " + "; ".join(problems)),
+        flush=True,
     )
     for name, seconds in steps:
-        print(f"  {seconds:7.2f} s  {name}")
-    print(f"settlements: {len(settlements)}  " + ", ".join(f"{s['total_amount']} {s['status']}" for s in settlements))
-    print(
-        f"peak RSS   : {job['peak_mb']:.1f} MB (settle job process); sandbox {sandbox_mb:.1f} MB "
-        f"({sandbox_seeded_mb:.1f} MB once seeded)"
-    )
-    per_transfer = baseline["seconds"] / baseline["count"]
-    extrapolated = per_transfer * args.transfers
-    print(
-        f"baseline   : one GET per transfer: {baseline['count']:.0f} in {baseline['seconds']:.2f} s "
-        f"({per_transfer * 1e3:.2f} ms each) → {extrapolated:.1f} s for {args.transfers:,}, only to refresh amounts"
-    )
-    listing = steps[0][1]
-    print(
-        f"ratio      : {extrapolated / listing:.1f}x  naive refresh / the job's list + plan stage ({listing:.2f} s); "
-        f"{extrapolated / job['seconds']:.1f}x  naive refresh / the whole settle run"
-    )
-    print(
-        "outcome    : "
-        + (
-            "verified: every transfer COMPLETED, one RF → SI journal per settlement, RF debited by exactly the sum due"
-            if not problems
-            else "WRONG: " + "; ".join(problems)
-        )
-    )
-    met = job["seconds"] < TARGET_SECONDS and job["peak_mb"] < TARGET_MB
-    print(f"target < {TARGET_SECONDS:.0f} s and < {TARGET_MB:.0f} MB: {'met' if met else 'NOT met'}")
-    return 1 if problems or report["outcome"] != "done" else 0
+        print(f"  {seconds:7.2f} s  {name}", flush=True)
+    ok = not problems and report["outcome"] == "done"
+    return {**job, "deadline": prep["deadline"], "ok": ok, "sandbox_mb": peak_rss_mb(sandbox_pid)}
+
+
+async def measure(base: str, sandbox_pid: int, url: str, sizes: Sizes) -> list[Figure]:
+    """The day at a tenth of the size, then at full size, then the naive refresh on a sample."""
+    small = await run_day(base, sandbox_pid, url, sizes.transfers // 10, max(sizes.customers // 10, 1))
+    big = await run_day(base, sandbox_pid, url, sizes.transfers, sizes.customers)
+    ids = await sample_ids(base, big["deadline"], sizes.baseline_sample)
+    naive = run_baseline(base, ids, sizes.baseline_sample)
+    naive_seconds = naive["seconds"] / naive["count"] * sizes.transfers
+    n, target = sizes.transfers, SECONDS_PER_MILLION * sizes.transfers / 1_000_000
+    growth = big["seconds"] / small["seconds"]
+    sandbox_target = SANDBOX_TARGET_MB_PER_MILLION * max(n / 1_000_000, 0.25)
+    return [
+        Figure(
+            f"settle day: {n:,} transfers of {sizes.customers:,} customers planned, funded, settled"
+            + ("" if big["ok"] else " (outcome WRONG)"),
+            big["seconds"],
+            "s",
+            f"< {target:g} s",
+            big["ok"] and big["seconds"] < target,
+            f"one GET per transfer: {naive_seconds:.0f} s",
+            big["seconds"] / naive_seconds,
+        ),
+        Figure(
+            f"settle job peak RSS, {n:,} transfers",
+            big["peak_mb"],
+            "MB",
+            f"< {TARGET_MB:.0f} MB",
+            big["peak_mb"] < TARGET_MB,
+            f"{n // 10:,} transfers: {small['peak_mb']:.0f} MB",
+            big["peak_mb"] / small["peak_mb"],
+        ),
+        Figure(
+            f"settle growth: time({n:,}) / time({n // 10:,})",
+            growth,
+            "×",
+            f"≤ {GROWTH:.0f}",
+            small["ok"] and growth <= GROWTH,
+            f"time({n // 10:,}) = {small['seconds']:.2f} s",
+        ),
+        Figure(
+            f"sandbox peak RSS holding {n:,} settled transfers",
+            big["sandbox_mb"],
+            "MB",
+            f"< {sandbox_target:,.0f} MB",
+            big["sandbox_mb"] < sandbox_target,
+        ),
+    ]
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--job-child":
+    if sys.argv[1] == "--job-child":
         job_child(sys.argv[2])
-        sys.exit(0)
-    if len(sys.argv) > 1 and sys.argv[1] == "--baseline-child":
+    elif sys.argv[1] == "--baseline-child":
         asyncio.run(baseline_child(int(sys.argv[2])))
-        sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transfers", type=int, default=100_000)
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--baseline-sample", type=int, default=5_000)
-    parser.add_argument(
-        "--poll-seconds", type=float, default=None, help="SETTLEKEEPER_POLL_SECONDS for the job (default: 1 s)"
-    )
-    sys.exit(asyncio.run(main(parser.parse_args())))
