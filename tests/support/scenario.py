@@ -171,7 +171,7 @@ async def store_differences(sandbox: Sandbox, store: TransferStore) -> list[str]
     if await store.redis.xlen(keys.OUTBOX) or await store.hint_count():
         problems.append("outbox or hints not drained")
     covers = sorted({f"cover-{t['account_no']}-{t['deadline']}" for t in transfers if t["status"] == "CANCELED"})
-    if (queued := await queued_covers(store.redis)) != covers:
+    if (queued := sorted(set(await queued_covers(store.redis)))) != covers:
         problems.append(f"covers queued {queued} != {covers}")
     return problems
 
