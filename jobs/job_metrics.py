@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -424,8 +425,12 @@ ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - Prometheus scrapes the pod from anoth
 
 
 def serve_metrics(client: redis.Redis, queues: Sequence[str], port: int, addr: str = ALL_INTERFACES) -> WSGIServer:
-    """Serve the jobs' metrics on ``port`` (0: any free port, see ``server_port``) from a daemon thread."""
+    """Serve the jobs' metrics on ``port`` (0: any free port, see ``server_port``) from a daemon thread.
+
+    A forked job closes its copy of the listening socket: a job still running when its worker is killed would
+    otherwise keep the port, and the restarted worker could not serve its metrics (seen in the chaos run)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(client, queues))
     server, _ = start_http_server(port, addr=addr, registry=registry)
+    os.register_at_fork(after_in_child=server.socket.close)
     return server

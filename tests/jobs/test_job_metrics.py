@@ -276,3 +276,18 @@ async def test_work_command_serves_what_its_forked_jobs_counted(
         output, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, output.decode()[-2000:]
     assert b"jobs_metrics_served" in output
+
+
+def test_a_forked_job_closes_its_copy_of_the_metrics_socket(redis_client: redis.Redis) -> None:
+    """A job forked by the worker does not hold the metrics port: a killed worker's successor can bind it again."""
+    server = metrics.serve_metrics(redis_client, ["settlekeeper-cover"], 0, addr="127.0.0.1")
+    try:
+        child = os.fork()
+        if child == 0:  # the forked job: its copy of the listening socket must already be closed
+            os._exit(0 if server.socket.fileno() == -1 else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert server.socket.fileno() != -1, "the worker itself still serves"
+    finally:
+        server.shutdown()
+        server.server_close()
