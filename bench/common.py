@@ -36,6 +36,23 @@ def pinned(cpu: int) -> Callable[[], None]:
     return pin
 
 
+def measured(
+    module: str, *args: str, env: dict[str, str] | None = None, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` alone on :data:`MEASURED_CPU`, its output captured (a benchmark's child)."""
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=check,
+        preexec_fn=pinned(MEASURED_CPU),
+    )
+
+
 def peak_rss_mb(pid: int) -> float:
     """The peak resident set size (VmHWM) of a live process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

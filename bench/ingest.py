@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import redis
 
-from bench.common import AUTH, MEASURED_CPU, ROOT, admin, call, peak_rss_mb, pinned, settlekeeper_env
+from bench.common import AUTH, MEASURED_CPU, ROOT, admin, call, measured, peak_rss_mb, pinned, settlekeeper_env
 from bench.table import Figure
 from store import keys
 
@@ -102,16 +102,7 @@ async def naive_child(base: str, url: str, since_id: str, until_id: str) -> None
 
 
 def _child(*args: str) -> dict[str, float]:
-    out = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "bench.ingest", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=True,
-        preexec_fn=pinned(MEASURED_CPU),
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(measured("bench.ingest", *args).stdout.strip().splitlines()[-1]))
 
 
 def run_listener(base: str, url: str, info: dict[str, Any], transfers: int) -> dict[str, float]:

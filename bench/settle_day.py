@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any, cast
 import aiohttp
 import redis
 
-from bench.common import MEASURED_CPU, ROOT, admin, bench_env, call, peak_rss_mb, pinned, settlekeeper_env
+from bench.common import admin, bench_env, call, measured, peak_rss_mb, settlekeeper_env
 from bench.table import Figure
 from config.settings import load_settings
 from store import keys
@@ -93,16 +92,7 @@ async def _cash(http: aiohttp.ClientSession, base: str, account_no: str) -> Deci
 def run_job(base: str, url: str, deadline: str, due: Decimal) -> dict[str, Any]:
     caps = str(due + 1000)  # production guardrails, the daily cap raised to the day's sum
     env = settlekeeper_env(base, url, SETTLEKEEPER_MAX_DAILY_AMOUNT=caps)
-    out = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "bench.settle_day", "--job-child", deadline],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        preexec_fn=pinned(MEASURED_CPU),
-    )
+    out = measured("bench.settle_day", "--job-child", deadline, env=env, check=False)
     for line in out.stdout.splitlines():
         if line.startswith(RESULT):
             return dict(json.loads(line[len(RESULT) :]))
@@ -220,17 +210,8 @@ async def sample_ids(base: str, deadline: str, sample: int) -> list[str]:
 
 
 def run_baseline(base: str, ids: list[str], sample: int) -> dict[str, float]:
-    out = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "bench.settle_day", "--baseline-child", str(sample)],
-        cwd=ROOT,
-        input="\n".join(ids),
-        env=bench_env(SETTLEKEEPER_BROKER_URL=base, SETTLEKEEPER_LOG_LEVEL="WARNING"),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=True,
-        preexec_fn=pinned(MEASURED_CPU),
-    )
+    env = bench_env(SETTLEKEEPER_BROKER_URL=base, SETTLEKEEPER_LOG_LEVEL="WARNING")
+    out = measured("bench.settle_day", "--baseline-child", str(sample), env=env, stdin="\n".join(ids))
     line = next(x for x in out.stdout.splitlines() if x.startswith(RESULT))
     return dict(json.loads(line[len(RESULT) :]))
 

@@ -137,6 +137,28 @@ def enqueue_covers(connection: redis.Redis, actions: list[Action]) -> bool:
     return enqueue_once(connection, COVER_QUEUE, "jobs.cover.cover_accounts", kwargs, f"covers-{deadline}-{digest}")
 
 
+def jobs_of(actions: list[Action]) -> list[list[Action]]:
+    """Actions found together (the listener's outbox), grouped into jobs in order: the covers of one deadline
+    together (up to :data:`MAX_COVERS_PER_JOB`), every other action alone."""
+    groups: list[list[Action]] = []
+    covers: dict[str, list[Action]] = {}
+    for action in actions:
+        if action.kind != "cover":
+            groups.append([action])
+            continue
+        group = covers.get(action.deadline)
+        if group is None or len(group) >= MAX_COVERS_PER_JOB:
+            group = covers[action.deadline] = []
+            groups.append(group)
+        group.append(action)
+    return groups
+
+
+def enqueue_job(connection: redis.Redis, group: list[Action]) -> bool:
+    """Enqueue the job of one group of :func:`jobs_of`; False if it was already enqueued."""
+    return enqueue_covers(connection, group) if group[0].kind == "cover" else enqueue_action(connection, group[0])
+
+
 def enqueue_once(connection: redis.Redis, queue_name: str, func: str, kwargs: dict[str, Any], job_id: str) -> bool:
     """Enqueue ``func`` with a deterministic ``job_id`` unless a job with that id exists (``unique=True``).
 

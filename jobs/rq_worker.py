@@ -13,7 +13,7 @@ RQ's defaults are tuned for jobs that can wait; settlement cannot. Here:
 - the process waits for Redis instead of exiting when it is unreachable, and starts RQ's loop again when
   that loop gives up on a Redis error, logging where it tried (host, port, db; never the password);
 - the job modules, and the holiday tables the calendars load lazily, are imported once, before the first
-  fork (:func:`preload`): a forked job would otherwise import them itself, about 400 ms before every cover
+  fork (:func:`preload`): a forked job would otherwise import them itself, 150-250 ms before every cover
   journal (bench/run "cancellation → cover journal").
 """
 

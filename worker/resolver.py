@@ -23,7 +23,7 @@ from funding.calendar import to_et
 from funding.errors import AuthenticationError, LeaseLostError, NotFoundError, RetryableError, SettlekeeperError
 from funding.models import IFStatus, InstantFunding
 from funding.records import Action, DeadLetter
-from jobs.registry import MAX_COVERS_PER_JOB, actions_for, enqueue_action, enqueue_covers
+from jobs.registry import actions_for, enqueue_job, jobs_of
 from store.accounts import AccountIds
 from store.transfers import TransferStore
 from worker.listener_metrics import ListenerMetrics
@@ -224,38 +224,17 @@ class Resolver:
         enqueued = 0
         async with self._dispatching:
             while actions := await self.store.outbox(OUTBOX_BATCH):
-                for group in _jobs_of(actions):
-                    if group[0].kind == "cover":
-                        fresh = await asyncio.to_thread(enqueue_covers, self.rq, group)
-                    else:
-                        fresh = await asyncio.to_thread(enqueue_action, self.rq, group[0])
+                for group in jobs_of(actions):
+                    fresh = await asyncio.to_thread(enqueue_job, self.rq, group)
+                    if fresh:
+                        log.info("action_enqueued", job_id=group[0].job_id, kind=group[0].kind, actions=len(group))
                     for action in group:
                         self.metrics.actions.labels(action.kind, "enqueued" if fresh else "duplicate").inc()
                         if fresh:
                             enqueued += 1
                             self.metrics.action_latency.labels(action.kind).observe(_since_recorded(action))
-                    if fresh:
-                        log.info("action_enqueued", job_id=group[0].job_id, kind=group[0].kind, actions=len(group))
-                    for action in group:
                         await self.store.done(action)
         return enqueued
-
-
-def _jobs_of(actions: list[Action]) -> list[list[Action]]:
-    """The outbox's actions grouped into jobs, in order: the covers of one deadline together (up to
-    :data:`~jobs.registry.MAX_COVERS_PER_JOB`), every other action alone."""
-    groups: list[list[Action]] = []
-    covers: dict[str, list[Action]] = {}
-    for action in actions:
-        if action.kind != "cover":
-            groups.append([action])
-            continue
-        group = covers.get(action.deadline)
-        if group is None or len(group) >= MAX_COVERS_PER_JOB:
-            group = covers[action.deadline] = []
-            groups.append(group)
-        group.append(action)
-    return groups
 
 
 def _since_recorded(action: Action) -> float:
