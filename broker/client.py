@@ -11,7 +11,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -214,6 +214,20 @@ class BrokerClient:
         deadline: date | None = None,
     ) -> list[InstantFunding]:
         """Every transfer matching the filters, paging with ``limit``/``offset``."""
+        rows: list[InstantFunding] = []
+        async for page in self.transfer_pages(status=status, system_date=system_date, deadline=deadline):
+            rows.extend(page)
+        return rows
+
+    async def transfer_pages(
+        self,
+        *,
+        status: IFStatus | None = None,
+        system_date: date | None = None,
+        deadline: date | None = None,
+    ) -> AsyncIterator[list[InstantFunding]]:
+        """The transfers matching the filters a page at a time (the caller keeps what it needs of each), the next
+        page asked for while this one is validated and used."""
         params: dict[str, str] = {"limit": str(PAGE_SIZE), "sort_by": "created_at", "sort_order": "ASC"}
         if status is not None:
             params["status"] = status.value
@@ -229,21 +243,22 @@ class BrokerClient:
                 raise MalformedDataError("GET /v1/instant_funding did not return an array")
             return page
 
-        rows: list[InstantFunding] = []
+        seen = 0
         page = await page_at(0)
         while True:
             # a full page means another one: ask for it now, and validate this one while the server answers
-            ahead = asyncio.ensure_future(page_at(len(rows) + len(page))) if len(page) >= PAGE_SIZE else None
+            ahead = asyncio.ensure_future(page_at(seen + len(page))) if len(page) >= PAGE_SIZE else None
             try:
                 await asyncio.sleep(0)  # lets the request go out before the validation below holds the loop
-                rows.extend(parsed_all(InstantFunding, page, "/v1/instant_funding"))
-            except BaseException:
+                seen += len(page)
+                yield parsed_all(InstantFunding, page, "/v1/instant_funding")
+            except BaseException:  # an error, or the caller stopped reading: the page asked for ahead is not wanted
                 if ahead is not None:
                     ahead.cancel()
                     await asyncio.gather(ahead, return_exceptions=True)
                 raise
             if ahead is None:
-                return rows
+                return
             page = await ahead
 
     async def find_account(self, account_no: str) -> Account:

@@ -11,12 +11,14 @@ Alpaca's document (a null, a missing ``status_from``, details of another shape) 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from funding import ids
@@ -104,11 +106,14 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)", re.ASCII)
 """The date-times the fast path reads itself; ``datetime.fromisoformat`` also takes ISO forms the model refuses
 (``20261123T150001Z``, ``2026-W48-1T15:00Z``), which go the model's way."""
+_PLAIN_AMOUNT = re.compile(r"-?\d{1,19}(\.\d{1,20})?", re.ASCII)
+"""An amount as Alpaca writes one, which :func:`~funding.money.parse_money` accepts (finite, below 1e20) without
+building the Decimal; the fast path only needs to know it is one."""
 _TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
 """A transfer id named in an activity's description (checked as a UUID like any other)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Parsed:
     """One stream event reduced to what the pipeline needs."""
 
@@ -142,7 +147,31 @@ def oddities(stream: Stream, payload: dict[str, Any]) -> tuple[str, ...]:
 
 
 def parse(stream: Stream, data: str) -> Parsed:
-    """Reduce one ``data:`` payload; malformed input yields a Parsed carrying a dead letter."""
+    """Reduce one ``data:`` payload; malformed input yields a Parsed carrying a dead letter.
+
+    The hot path: a trade or any other activity that cannot name a transfer, decoded by ``orjson`` and checked
+    field by field (:func:`_plain_activity`). Everything else (IF types, journals, NTA, anything unusual, and
+    whatever ``orjson`` refuses or reads as a float) is decoded again exactly (numbers as ``Decimal``) and
+    read by the models, which stay the source of truth.
+    """
+    if stream is Stream.ACTIVITIES:
+        try:
+            quick = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            quick = None
+        if type(quick) is dict and (event_id := quick.get("event_id")).__class__ is str and ids.is_ulid(event_id):
+            fast = _plain_activity(quick)
+            if fast is not None:
+                kind, status, at = fast
+                plain = _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
+                odd = oddities(stream, quick)
+                if odd:
+                    plain.oddities = odd
+                return plain
+    return _exact(stream, data)
+
+
+def _exact(stream: Stream, data: str) -> Parsed:
     spec = SPECS[stream]
     try:
         payload = loads_exact(data)
@@ -178,7 +207,7 @@ def _reduce(stream: Stream, event_id: str, payload: dict[str, Any], data: str) -
             kind, status = nta.entry_type, nta.status or "executed"
             text, at = nta.description or "", nta.at
         elif (fast := _plain_activity(payload)) is not None:
-            kind, status, at = fast  # a well-formed activity that cannot name a transfer: no model needed
+            kind, status, at = fast  # exact numbers the quick decode read as floats (``"net_amount": 1.5``)
             return _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
         else:
             activity = ActivityEvent.model_validate(payload)
@@ -247,18 +276,28 @@ def _plain_activity(payload: dict[str, object]) -> tuple[str, str, datetime] | N
     )
     if not (isinstance(kind, str) and isinstance(status, str) and isinstance(at, str) and isinstance(account, str)):
         return None
-    if kind in IF_TYPES or _UUID.fullmatch(account) is None or not isinstance(payload.get("details", {}), dict):
+    if kind in IF_TYPES or not _is_uuid(account) or not isinstance(payload.get("details", {}), dict):
         return None
-    if not isinstance(payload.get("description", ""), str | None) or _RFC3339.fullmatch(at) is None:
+    description = payload.get("description")
+    if not (description is None or isinstance(description, str)) or _RFC3339.fullmatch(at) is None:
         return None
     amount = payload.get("net_amount")
-    try:
-        if amount is not None:
+    if amount is not None and not (amount.__class__ is str and _PLAIN_AMOUNT.fullmatch(amount)):
+        try:  # any other spelling the model may take (an int, an exponent, a Decimal): the full check
             parse_money(amount)
+        except MalformedDataError:
+            return None
+    try:
         moment = datetime.fromisoformat(at)
-    except (MalformedDataError, ValueError):
+    except ValueError:
         return None
     return (kind, status, moment) if moment.tzinfo is not None else None
+
+
+@functools.lru_cache(maxsize=2**16)
+def _is_uuid(value: str) -> bool:
+    """Whether an account id is a UUID (remembered: a stream names the same accounts over and over)."""
+    return _UUID.fullmatch(value) is not None
 
 
 def _dead(stream: Stream, event_id: str, reason: str, detail: str, raw: str) -> Parsed:

@@ -2,19 +2,23 @@
 
 **The connection.** ``aiohttp-sse-client`` 0.2.x (its defects: docs/broker-api.md "The SSE library")
 drops comment lines, reconnects by itself once with stale parameters, glues a half-received event onto the
-next connection, and hides the status and headers of a failed connect. Here each :func:`open_stream` call
-builds a fresh ``EventSource`` on a session we own, wraps the response's line iterator so that
+next connection, and hides the status and headers of a failed connect; it also dispatches every line with an
+await of its own, in pure Python. So each :func:`open_stream` call builds a fresh ``EventSource`` on
+a session we own to connect (its request, headers and content-type check), and reads the body itself
+(:class:`_Lines`):
 
+- messages are framed off each chunk as it arrives (``data``/``event`` fields, a blank line dispatches) and
+  handed over a list per read;
 - comment lines (``:heartbeat``, ``: ... dropped N messages``, ``: internal server error``) reach
-  ``on_comment``;
+  ``on_comment``, in order with the messages;
 - the end of the body raises :class:`StreamClosed` instead of letting the library reconnect;
 - an unterminated last line (an event cut mid-line) is counted and discarded, never parsed;
 - a broken read (cut connection, the ``sock_read`` watchdog) raises :class:`StreamClosed` too, and bytes
-  that are not UTF-8 become U+FFFD instead of crashing the library's strict decode;
+  that are not UTF-8 become U+FFFD;
 - a line longer than :data:`MAX_LINE_BYTES` is skipped to its end and reported to ``on_oversized``
   (the reader dead-letters it) while the connection goes on: a reconnect would read it again, forever;
-- ``retry:`` lines never reach the library: it alone would use them (it never reconnects here), and a value past
-  ``timedelta``'s range (``retry: 99999999999999999999``) raises ``OverflowError`` out of its parser;
+- ``retry:`` and ``id:`` lines are ignored: the reader's backoff and cursor decide (the library would
+  reconnect with them, and a ``retry: 99999999999999999999`` raises ``OverflowError`` out of its parser);
 
 and maps connect failures onto the error tree with the status and ``X-RateLimit-Reset`` captured by
 an aiohttp trace hook, closing the failed response the library would leave holding a connection.
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -130,12 +133,22 @@ class Oversized:
 OnOversized = Callable[[Oversized], Awaitable[None]]
 
 
-class _Lines:
-    """The response's line iterator, with comments surfaced and every end of the stream made explicit.
+@dataclass(slots=True)
+class Message:
+    """One dispatched SSE message."""
 
-    The library runs ``async for`` over it once per event, so it keeps no state between lines. A line
-    longer than :data:`MAX_LINE_BYTES` is skipped up to its end, reported in order to ``on_oversized``,
-    and reading goes on: the connection is not dropped (reconnecting would meet the same line again).
+    data: str
+    event: str | None = None
+
+
+class _Lines:
+    """The response's lines framed into SSE messages, with comments surfaced and every end of the stream explicit.
+
+    :meth:`messages` splits each chunk ``readany`` returns at once (one C-level split, no per-line await) and
+    yields the messages it completes as one list; a comment or an over-long line is handed to its callback in
+    stream order (the messages before it are yielded first, so a callback that raises, as a dropped-messages
+    comment does, loses none of them). A line longer than :data:`MAX_LINE_BYTES` is skipped up to its end and
+    reading goes on: the connection is not dropped (reconnecting would meet the same line again).
     """
 
     def __init__(
@@ -144,36 +157,52 @@ class _Lines:
         self._content = content
         self._on_comment = on_comment
         self._on_oversized = on_oversized
-        self._ready: deque[bytes | Oversized] = deque()
         self._partial = b""
         self._skipping: Oversized | None = None
         self.truncated = 0
 
-    def __aiter__(self) -> _Lines:
-        return self
+    async def messages(self) -> AsyncIterator[list[Message]]:
+        """The stream's messages, a list per read; ends by raising :class:`StreamClosed`.
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._content, name)  # aiohttp reads exception() etc. on release
-
-    async def __anext__(self) -> bytes:
+        The fields are the SSE standard's: ``data`` lines joined by newlines, ``event`` the type, a blank line
+        dispatches; ``id`` (the cursor is each event's own id, in its data), ``retry`` (the reader's backoff
+        decides) and unknown fields are read and ignored. Bytes that are not UTF-8 become U+FFFD.
+        """
+        data: list[str] = []
+        event = ""
         while True:
-            while not self._ready:
-                await self._fill()
-            raw = self._ready.popleft()
-            if isinstance(raw, Oversized):
-                await self._on_oversized(raw)
-                continue
-            if raw[:1] == b":":
-                self._on_comment(raw[1:].decode("utf-8", "replace").strip())
-                continue
-            if raw[:6] == b"retry:":  # only the library's own reconnect reads it, and it is never used
-                continue
-            if not raw.isascii():  # the library decodes strictly; one bad byte would escape as an error
-                raw = raw.decode("utf-8", "replace").encode()
-            return raw
+            out: list[Message] = []
+            for raw in await self._fill():
+                if not isinstance(raw, bytes):  # an over-long line, skipped
+                    if out:
+                        yield out
+                        out = []
+                    await self._on_oversized(raw)
+                elif not raw:  # a blank line dispatches
+                    if data:
+                        out.append(Message(data[0] if len(data) == 1 else "\n".join(data), event or None))
+                        data = []
+                    event = ""
+                elif raw[:6] == b"data: ":
+                    data.append(raw[6:].decode("utf-8", "replace"))
+                elif raw[:1] == b":":
+                    if out:
+                        yield out
+                        out = []
+                    self._on_comment(raw[1:].decode("utf-8", "replace").strip())
+                else:
+                    name, _, value = raw.decode("utf-8", "replace").partition(":")
+                    value = value[1:] if value[:1] == " " else value
+                    if name == "data":
+                        data.append(value)
+                    elif name == "event":
+                        event = value
+            if out:
+                yield out
 
-    async def _fill(self) -> None:
-        """Read whatever arrived and split it into lines (one C-level split instead of a readline each)."""
+    async def _fill(self) -> list[bytes | Oversized]:
+        """Read whatever arrived and split it into whole lines (``\\r\\n`` as ``\\n``), the over-long ones as
+        :class:`Oversized`; the rest of a line waits for the next read."""
         try:
             chunk = await self._content.readany()
         except (aiohttp.ClientError, TimeoutError, HttpProcessingError) as exc:
@@ -184,33 +213,31 @@ class _Lines:
                 self.truncated += 1
                 raise StreamClosed("the server closed the event stream in the middle of a line")
             raise StreamClosed("the server closed the event stream")
+        ready: list[bytes | Oversized] = []
         if self._skipping is not None:  # inside an over-long line: drop bytes until its end
             end = chunk.find(b"\n")
             self._skipping.add(chunk if end < 0 else chunk[:end])
             if end < 0:
-                return
-            self._ready.append(self._skipping)
+                return ready
+            ready.append(self._skipping)
             self._skipping, chunk = None, chunk[end + 1 :]
-        lines = (self._partial + chunk).split(b"\n")
+        whole = self._partial + chunk
+        lines: list[bytes] = whole.split(b"\n")
         self._partial = lines.pop()
-        for line in lines:
-            if len(line) > MAX_LINE_BYTES:  # whole, but too long all the same
-                self._ready.append(oversized := Oversized(line[:OVERSIZED_HEAD_BYTES]))
-                oversized.add(line)
-            else:
-                self._ready.append(line[:-1] if line[-1:] == b"\r" else line)
+        if b"\r" in whole or len(whole) > MAX_LINE_BYTES:
+            for line in lines:
+                if len(line) > MAX_LINE_BYTES:  # whole, but too long all the same
+                    ready.append(oversized := Oversized(line[:OVERSIZED_HEAD_BYTES]))
+                    oversized.add(line)
+                else:
+                    ready.append(line[:-1] if line[-1:] == b"\r" else line)
+        else:  # the common case: no line to look at one by one
+            ready += lines
         if len(self._partial) > MAX_LINE_BYTES:
             self._skipping = Oversized(self._partial[:OVERSIZED_HEAD_BYTES])
             self._skipping.add(self._partial)
             self._partial = b""
-
-
-@dataclass
-class Message:
-    """One dispatched SSE message."""
-
-    data: str
-    event: str | None = None
+        return ready
 
 
 @contextlib.asynccontextmanager
@@ -223,8 +250,8 @@ async def open_stream(
     headers: Mapping[str, str],
     on_comment: Callable[[str], None],
     on_oversized: OnOversized,
-) -> AsyncIterator[AsyncIterator[Message]]:
-    """Connect once; yield an iterator of messages that ends by raising :class:`StreamClosed`."""
+) -> AsyncIterator[AsyncIterator[list[Message]]]:
+    """Connect once; yield an iterator of message lists (one per read) that ends by raising :class:`StreamClosed`."""
     source = EventSource(
         url,
         session=session,
@@ -243,14 +270,8 @@ async def open_stream(
         raise _connect_error(url, info, exc) from None  # the same: the cause holds the Authorization header
     response, info.response = info.response, None  # the one the library now reads from
     assert response is not None
-    response.content = _Lines(response.content, on_comment, on_oversized)
-
-    async def messages() -> AsyncIterator[Message]:
-        async for event in source:  # ends by raising StreamClosed from _Lines, never by reconnecting
-            yield Message(data=event.data, event=event.type)
-
     try:
-        yield messages()
+        yield _Lines(response.content, on_comment, on_oversized).messages()
     finally:
         await source.close()
 

@@ -83,18 +83,19 @@ class _Reader:
         self.dead: list[DeadLetter] = []
         self.totals = {"events": 0, "hints": 0, "journals": 0, "dead_letters": 0}
 
-    async def consume(self, messages: AsyncIterator[Message]) -> None:
+    async def consume(self, messages: AsyncIterator[list[Message]]) -> None:
         with contextlib.suppress(StreamClosed):  # the v2 streams end at until
-            async for message in messages:
-                item = parse(self.stream, message.data)
-                self.totals["events"] += 1
-                self.progress.tick(item.at)
-                if item.transfer_id:
-                    self.hints[item.transfer_id] = None
-                if item.journal:
-                    self.journals.append(item.journal)
-                if item.dead is not None:
-                    self.dead.append(item.dead)
+            async for batch in messages:
+                for message in batch:
+                    item = parse(self.stream, message.data)
+                    self.totals["events"] += 1
+                    self.progress.tick(item.at)
+                    if item.transfer_id:
+                        self.hints[item.transfer_id] = None
+                    if item.journal:
+                        self.journals.append(item.journal)
+                    if item.dead is not None:
+                        self.dead.append(item.dead)
                 if len(self.hints) + len(self.journals) + len(self.dead) >= BATCH:
                     await self.flush()
 

@@ -32,6 +32,7 @@ from jobs.registry import COVER_QUEUE, queue
 from jobs.runtime import JobContext, held_back, resume_journal, run_job, send_journal
 from store import keys
 from store.audit import Intent, IntentStatus
+from store.transfers import TransferStore
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +52,11 @@ COVERS_AT_ONCE = 16
 
 
 async def cover_many(ctx: JobContext, accounts: list[str], deadline: date) -> dict[str, Any]:
-    """Cover each of ``accounts`` (:func:`cover`), :data:`COVERS_AT_ONCE` at a time, with one listing of the day's
-    cancellations for all; then, unless more covers are queued (the last one does it), resolve the 20:00 alert
-    if no debit remains. A failure of one account fails the job after the others ran (RQ retries it; what was
-    covered is found done)."""
-    canceled = await canceled_by_account(ctx, deadline)
+    """Cover each of ``accounts`` (:func:`cover`), :data:`COVERS_AT_ONCE` at a time, sharing one
+    :class:`Cancellations` (the day's listing, if one is needed at all, is read once); then, unless more covers
+    are queued (the last one does it), resolve the 20:00 alert if no debit remains. A failure of one account
+    fails the job after the others ran (RQ retries it; what was covered is found done)."""
+    canceled = Cancellations(ctx, deadline)
     limit = asyncio.Semaphore(COVERS_AT_ONCE)
 
     async def one(account_no: str) -> dict[str, Any]:
@@ -69,7 +70,7 @@ async def cover_many(ctx: JobContext, accounts: list[str], deadline: date) -> di
     if not await ctx.redis.llen(queue(COVER_QUEUE, ctx.rq).key):  # more covers queued: the last one looks
         await ladder.clear_cancellations(ctx, deadline)
     outcomes = [r["outcome"] for r in results if isinstance(r, dict)]
-    report = {"deadline": str(deadline), "accounts": len(accounts)}
+    report = {"deadline": str(deadline), "accounts": len(accounts), "listed": canceled.listed}
     report |= {str(o): outcomes.count(o) for o in sorted(set(outcomes))}
     log.info("cover_batch_run", **report)
     return report
@@ -83,6 +84,40 @@ async def canceled_by_account(ctx: JobContext, deadline: date) -> dict[str, Deci
     return taken
 
 
+class Cancellations:
+    """What the IF transfers due one deadline that were canceled took back from each account.
+
+    First from the account's own transfers as the store recorded them (CANCELED is final, and the amount is
+    the Broker API's): when they explain the whole debit, that is the answer, with no listing. Otherwise (a
+    debit with other causes, or a cancellation not recorded yet or lost with Redis) from the day's listing of
+    canceled transfers, read once for every account that needs it. A cover of one account during a busy
+    evening thus costs a few Redis reads, not a listing that grows with every cancellation before it.
+    """
+
+    def __init__(self, ctx: JobContext, deadline: date, listing: Mapping[str, Decimal] | None = None) -> None:
+        self._ctx = ctx
+        self._deadline = deadline
+        self._listing = listing
+        self._listing_read = asyncio.Lock()
+        self.listed = False
+        """Whether this job read the day's listing (the batch job's log line says so)."""
+
+    async def taken(self, account_no: str, debit: Decimal) -> Decimal:
+        """What the day's cancellations took from ``account_no``, exact wherever it matters to cover ``debit``."""
+        if self._listing is None:
+            own = await TransferStore(self._ctx.redis).canceled_of(account_no, self._deadline)
+            if own >= debit:
+                return own
+        return (await self._listed()).get(account_no, ZERO)
+
+    async def _listed(self) -> Mapping[str, Decimal]:
+        async with self._listing_read:  # the first to need it lists; the others wait for the same listing
+            if self._listing is None:
+                self._listing = await canceled_by_account(self._ctx, self._deadline)
+                self.listed = True
+            return self._listing
+
+
 def sweep(deadline: str) -> dict[str, Any]:
     """RQ entry (20:05 ET): cover every account whose transfers due ``deadline`` were canceled."""
     return run_job(lambda ctx: sweep_deadline(ctx, date.fromisoformat(deadline)))
@@ -92,8 +127,9 @@ async def sweep_deadline(ctx: JobContext, deadline: date) -> dict[str, Any]:
     """Cover every account of the day's cancellations, between two reconciliations (:mod:`jobs.reconcile`): the
     first gives back the intents of covers Redis lost, the last audits any cover whose record was lost meanwhile."""
     await reconcile(ctx, deadline, frozenset({("cover", deadline)}))
-    canceled = await canceled_by_account(ctx, deadline)
-    accounts = sorted(canceled)
+    listing = await canceled_by_account(ctx, deadline)
+    canceled = Cancellations(ctx, deadline, listing)
+    accounts = sorted(listing)
     results = [await cover(ctx, account_no, deadline, canceled=canceled) for account_no in accounts]
     await reconcile(ctx, deadline)
     report = {
@@ -116,10 +152,9 @@ async def cover_and_clear(ctx: JobContext, account_no: str, deadline: date) -> d
 
 
 async def cover(
-    ctx: JobContext, account_no: str, deadline: date, *, canceled: Mapping[str, Decimal] | None = None
+    ctx: JobContext, account_no: str, deadline: date, *, canceled: Cancellations | None = None
 ) -> dict[str, Any]:
-    """Cover one account's debit; ``canceled`` (:func:`canceled_by_account`), when the caller listed the day's
-    cancellations already."""
+    """Cover one account's debit; ``canceled``, when the caller shares its :class:`Cancellations` (a batch)."""
     key = f"cover-{account_no}-{deadline}"
     with structlog.contextvars.bound_contextvars(account_no=account_no, deadline=deadline.isoformat()):
         try:
@@ -137,23 +172,23 @@ async def cover_amount(
     account_id: str,
     account_no: str,
     deadline: date,
-    canceled: Mapping[str, Decimal] | None = None,
+    canceled: Cancellations | None = None,
 ) -> tuple[Decimal, Decimal]:
     """(the account's cash, what a cover would journal): the debit, or with ``cover_only_if_debits`` only the
-    part of it the day's IF cancellations caused (listed now unless ``canceled`` is given). Reads only
-    (``settlekeeper cover --dry-run`` shows it)."""
+    part of it the day's IF cancellations caused (:class:`Cancellations`). Reads only (``settlekeeper cover
+    --dry-run`` shows it)."""
     cash = (await ctx.broker.trade_account(account_id)).cash
     if cash >= 0:
         return cash, ZERO
     if not ctx.settings.cover_only_if_debits:
         return cash, -cash
     if canceled is None:
-        canceled = await canceled_by_account(ctx, deadline)
-    return cash, min(-cash, canceled.get(account_no, ZERO))
+        canceled = Cancellations(ctx, deadline)
+    return cash, min(-cash, await canceled.taken(account_no, -cash))
 
 
 async def _cover(
-    ctx: JobContext, key: str, account_no: str, deadline: date, canceled: Mapping[str, Decimal] | None
+    ctx: JobContext, key: str, account_no: str, deadline: date, canceled: Cancellations | None
 ) -> dict[str, Any]:
     report: dict[str, Any] = {"account_no": account_no, "deadline": str(deadline)}
     account_id = await ctx.account_id(account_no)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time as wall
+from collections.abc import Sequence
 from datetime import date, time
 from decimal import Decimal
 from typing import Any
@@ -31,11 +33,12 @@ from redis.exceptions import LockError, LockNotOwnedError
 from rq import get_current_job
 
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, at_et
+from funding.dues import Dues
 from funding.errors import KillSwitchOn, RunLockLost, Waiting
 from funding.models import IFStatus, InstantFunding, SettlementStatus
 from funding.money import ZERO, display, late_interest, wire
 from funding.outcomes import SettleOutcome
-from funding.planning import Plan, chunks, costs
+from funding.planning import Payable, Plan, chunks, costs, owed
 from jobs import ladder
 from jobs.job_metrics import settle_finished
 from jobs.reconcile import reconcile
@@ -209,28 +212,30 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
     if not due:
         await ctx.ledger.note("nothing_due", "settle", f"settle-{deadline}")
         return SettleOutcome.DONE if report["settled"] else SettleOutcome.NOTHING_DUE
-    settled: set[str] = set()
+    plan: Plan | None = None
+    settled_before = report["settled"]
     try:
         await ctx.before_call()  # killed, not "RF short": the kill switch zeroes the fund budget
         plan = await _plan(ctx, deadline, due, report)
         if not plan.selected:
             return SettleOutcome.REFUSED
-        outcome = await _fund_and_settle(ctx, deadline, plan, report, settled)
-    except KillSwitchOn as kill:
-        report["left"] = left_of((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in settled)
+        outcome = await _fund_and_settle(ctx, deadline, plan, report)
+    except KillSwitchOn as kill:  # batches settle in order: what this round settled is the plan's first ones
+        done = {str(t.id) for t in plan.selected[: report["settled"] - settled_before]} if plan else set()
+        report["left"] = left_of((t, f"kill switch is on: {kill}") for t in due if str(t.id) not in done)
         raise
     if outcome is not None:
         return outcome
     on_time = [] if report["late"] else plan.selected
     summary = costs(on_time, plan.selected, ctx.settings.fed_upper_bound)
     await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
-    await _transfer_costs(ctx, deadline, on_time, plan.selected)
+    await _transfer_costs(ctx, deadline, plan.selected, late=report["late"])
     if not plan.left and await unsettled(ctx, deadline):
         return SettleOutcome.REPLAN
     return SettleOutcome.DONE
 
 
-async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], report: dict[str, Any]) -> Plan:
+async def _plan(ctx: JobContext, deadline: date, due: Dues, report: dict[str, Any]) -> Plan:
     """What to settle from SI + RF; when RF is short, who goes first, what is left (reported, alerted)."""
     plan, _ = await read_plan(ctx, deadline, due)
     si_cash = plan.si_cash
@@ -257,34 +262,27 @@ async def _plan(ctx: JobContext, deadline: date, due: list[InstantFunding], repo
     return plan
 
 
-async def _fund_and_settle(
-    ctx: JobContext,
-    deadline: date,
-    plan: Plan,
-    report: dict[str, Any],
-    settled: set[str],
-) -> SettleOutcome | None:
-    """Each batch of the plan: top SI up from RF by what it lacks, then settle it; None when every batch
-    settled, else how the round ends."""
+async def _fund_and_settle(ctx: JobContext, deadline: date, plan: Plan, report: dict[str, Any]) -> SettleOutcome | None:
+    """Each batch of the plan (made when reached): top SI up from RF by what it lacks, then settle it; None when
+    every batch settled, else how the round ends."""
     settings = ctx.settings
-    batches = list(chunks(plan.selected))
+    batches = chunks(plan.selected)
     si_cash = plan.si_cash  # read for the plan: the first batch needs no second read
     for n, batch in enumerate(batches):
         if n:  # a completed settlement leaves SI at zero, its excess swept to FW (docs/broker-api.md
             # "Settlements"): each later batch is funded against SI as it is now
             si_cash = (await ctx.broker.trade_account(await ctx.account_id(settings.si_account_no))).cash
-        top_up = max(sum((t.remaining_payable for t in batch), ZERO) - si_cash, ZERO)
+        top_up = max(owed(batch) - si_cash, ZERO)
         if top_up > 0:
             funded = await _fund(ctx, deadline, top_up)
             if funded is not IntentStatus.DONE:
                 if funded is IntentStatus.DRY_RUN:  # audit what the settlements would have been, move nothing
-                    for rest in batches[n:]:
+                    for rest in itertools.chain([batch], batches):
                         await dry_run_batch(ctx, deadline, rest, "SI would be funded by the dry-run journal")
                 return SettleOutcome.DRY_RUN if funded == IntentStatus.DRY_RUN else SettleOutcome.REFUSED
         status = await settle_batch(ctx, deadline, batch)
         if status is SettlementStatus.COMPLETED:
             report["settled"] += len(batch)
-            settled.update(str(t.id) for t in batch)
             continue
         if status is SettlementStatus.FAILED:
             return await _settlement_failed(ctx, deadline)
@@ -314,19 +312,16 @@ async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred
     )
 
 
-async def _transfer_costs(
-    ctx: JobContext, deadline: date, on_time: list[InstantFunding], settled: list[InstantFunding]
-) -> None:
-    """Per transfer, ``<avoided>|<incurred>``: the day of late interest settling before 1 PM avoided, and the
-    interest it did incur (written in slices, so 100,000 transfers never sit in memory twice)."""
-    avoided = {id(t) for t in on_time}
+async def _transfer_costs(ctx: JobContext, deadline: date, settled: Sequence[Payable], *, late: bool) -> None:
+    """Per transfer, ``<avoided>|<incurred>``: the day of late interest settling before 1 PM avoided (none when
+    ``late``), and the interest it did incur (written in slices of 10,000)."""
     fed = ctx.settings.fed_upper_bound
     async with ctx.redis.pipeline(transaction=False) as pipe:
         for start in range(0, len(settled), 10_000):
             pipe.hset(
                 keys.transfer_costs(deadline),
                 mapping={
-                    str(t.id): f"{late_interest(t.amount, fed) if id(t) in avoided else ZERO}|{t.total_interest}"
+                    str(t.id): f"{ZERO if late else late_interest(t.amount, fed)}|{t.total_interest}"
                     for t in settled[start : start + 10_000]
                 },
             )

@@ -3,19 +3,20 @@ short, in what batches) and the transfers still to pay; shared by the run and ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from funding.models import IFStatus, InstantFunding
+from funding.dues import Dues
+from funding.models import IFStatus
 from funding.money import ZERO, wire
-from funding.planning import Plan, chunks, debit_risk, make_plan
+from funding.planning import Payable, Plan, chunks, debit_risk, make_plan, owed
 from jobs.runtime import JobContext
 from store.audit import IntentStatus
 
 
-async def read_plan(ctx: JobContext, deadline: date, due: list[InstantFunding]) -> tuple[Plan, Decimal]:
+async def read_plan(ctx: JobContext, deadline: date, due: Sequence[Payable]) -> tuple[Plan, Decimal]:
     """What SI + RF can settle of ``due`` now (when RF is short, who goes first), and RF's available cash:
     reads only, so ``settlekeeper settle --dry-run`` shows the very plan a run would make."""
     settings = ctx.settings
@@ -36,25 +37,23 @@ async def preview(ctx: JobContext, deadline: date) -> dict[str, Any]:
     what would be left and why."""
     due = await unsettled(ctx, deadline)
     plan, rf_available = await read_plan(ctx, deadline, due)
-    batches = list(chunks(plan.selected))
-    first = _owed(batches[0]) if batches else ZERO
+    batches = [(len(batch), owed(batch)) for batch in chunks(plan.selected)]  # a batch at a time
+    first = batches[0][1] if batches else ZERO
     return {
         "deadline": str(deadline),
         "due_transfers": len(due),
-        "due_amount": wire(_owed(due)),
+        "due_amount": wire(owed(due)),
         "si_cash": wire(plan.si_cash),
         "rf_available": wire(rf_available),
         "fund": wire(max(first - plan.si_cash, ZERO)),
-        "batches": [
-            {"transfers": len(b), "amount": wire(sum((t.remaining_payable for t in b), ZERO))} for b in batches
-        ],
+        "batches": [{"transfers": n, "amount": wire(amount)} for n, amount in batches],
         "left": left_of(plan.left),
         "modes": {action: ctx.settings.mode(action) for action in ("settle", "fund")},
         "kill_switch": await ctx.guard.kill_switch(),
     }
 
 
-def left_of(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, str]]:
+def left_of(transfers: Iterable[tuple[Payable, str]]) -> list[dict[str, str]]:
     """The report's ``left``: each transfer left unsettled, with why."""
     return [
         {"transfer_id": str(t.id), "account_no": t.account_no, "amount": wire(t.remaining_payable), "why": why}
@@ -62,19 +61,18 @@ def left_of(transfers: Iterable[tuple[InstantFunding, str]]) -> list[dict[str, s
     ]
 
 
-async def unsettled(ctx: JobContext, deadline: date) -> list[InstantFunding]:
-    """Transfers due on ``deadline`` that still need paying, minus those in a settlement of ours in flight."""
-    rows = [
-        t
-        for status in (IFStatus.EXECUTED, IFStatus.PENDING)
-        for t in await ctx.broker.list_transfers(status=status, deadline=deadline)
-    ]
+async def unsettled(ctx: JobContext, deadline: date) -> Dues:
+    """Transfers due on ``deadline`` that still need paying, minus those in a settlement of ours in flight: read a
+    page at a time into columns (:class:`~funding.dues.Dues`), no page kept."""
     busy: set[str] = set()
     for intent in await ctx.ledger.intents_for(deadline.isoformat()):
         if intent.kind == "settle" and intent.status in (IntentStatus.PLANNED, IntentStatus.SENT):
             busy |= await ctx.ledger.intent_transfers(intent.key)
-    return [t for t in rows if str(t.id) not in busy and t.source_account_no == ctx.settings.si_account_no]
-
-
-def _owed(transfers: Iterable[InstantFunding]) -> Decimal:
-    return sum((t.remaining_payable for t in transfers), ZERO)
+    due = Dues()
+    si = ctx.settings.si_account_no
+    for status in (IFStatus.EXECUTED, IFStatus.PENDING):
+        async for page in ctx.broker.transfer_pages(status=status, deadline=deadline):
+            for t in page:
+                if t.source_account_no == si and (not busy or str(t.id) not in busy):
+                    due.add(t)
+    return due

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
 
 import structlog
 
 from funding.errors import PermanentError, Waiting
-from funding.models import InstantFunding, Settlement, SettlementStatus
+from funding.models import Settlement, SettlementStatus
 from funding.money import display
+from funding.planning import Payable, owed
 from jobs import failpoints
 from jobs.job_metrics import count_movement
 from jobs.runtime import JobContext, held_back
@@ -33,15 +34,14 @@ IDENTITY_READS = 8
 """Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
 
 
-async def _batch_intent(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> Intent:
+async def _batch_intent(ctx: JobContext, deadline: date, batch: Sequence[Payable], why: str) -> Intent:
     """The next settle intent of ``deadline`` (``settle-<deadline>-<seq>``), for what ``batch`` owes."""
     seq = await ctx.redis.hincrby(keys.plan(deadline), "seq", 1)
     key = f"settle-{deadline}-{seq}"
-    total = sum((t.remaining_payable for t in batch), Decimal(0))
-    return Intent(key, "settle", deadline.isoformat(), why, total, ctx.idempotency_key(key))
+    return Intent(key, "settle", deadline.isoformat(), why, owed(batch), ctx.idempotency_key(key))
 
 
-async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding]) -> SettlementStatus | None:
+async def settle_batch(ctx: JobContext, deadline: date, batch: Sequence[Payable]) -> SettlementStatus | None:
     intent = await _batch_intent(ctx, deadline, batch, f"{len(batch)} transfers due {deadline}")
     await ctx.before_call()  # set while SI was being funded: killed, not a guardrail refusal
     verdict = await ctx.guard.check("settle", intent.amount, day=deadline)
@@ -52,14 +52,14 @@ async def settle_batch(ctx: JobContext, deadline: date, batch: list[InstantFundi
     return await post_settlement(ctx, intent, batch)
 
 
-async def dry_run_batch(ctx: JobContext, deadline: date, batch: list[InstantFunding], why: str) -> None:
+async def dry_run_batch(ctx: JobContext, deadline: date, batch: Sequence[Payable], why: str) -> None:
     intent = await _batch_intent(ctx, deadline, batch, why)
     intent.status = IntentStatus.DRY_RUN
     await ctx.ledger.save(intent, "settle_dry-run", transfers=len(batch))
     await count_movement(ctx.redis, intent, IntentStatus.DRY_RUN)
 
 
-async def post_settlement(ctx: JobContext, intent: Intent, batch: list[InstantFunding]) -> SettlementStatus | None:
+async def post_settlement(ctx: JobContext, intent: Intent, batch: Sequence[Payable]) -> SettlementStatus | None:
     infos = await _transmitters(ctx, {t.account_no for t in batch})
     transfers = [{"instant_transfer_id": str(t.id), "transmitter_info": infos[t.account_no]} for t in batch]
     await ctx.before_call()

@@ -246,6 +246,20 @@ class TransferStore:
                     found[transfer_id] = text_map(raw)
         return found
 
+    async def canceled_of(self, account_no: str, deadline: date) -> Decimal:
+        """What ``account_no``'s IF transfers due ``deadline`` that this store holds as CANCELED took back (the
+        amounts of Broker API reads, recorded once final; a transfer not recorded yet, or lost, is not in it)."""
+        ids = sorted(texts(await self.redis.smembers(keys.account_transfers(account_no))))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for transfer_id in ids:
+                pipe.hmget(keys.transfer(transfer_id), "status", "deadline", "amount")
+            rows = await pipe.execute()
+        taken = ZERO
+        for status, due, amount in rows:
+            if text(status) == "CANCELED" and text(due) == deadline.isoformat() and amount is not None:
+                taken += Decimal(text(amount))
+        return taken
+
     async def account_transfers(self, account_no: str) -> set[str]:
         """Ids of ``account_no``'s transfers still retained (expired ones are pruned as they are met)."""
         ids = texts(await self.redis.smembers(keys.account_transfers(account_no)))

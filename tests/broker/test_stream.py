@@ -134,7 +134,7 @@ def connect(
     on_comment: Callable[[str], None] = lambda _: None,
     oversized: list[Oversized] | None = None,
     **kw: dict[str, str],
-) -> AbstractAsyncContextManager[AsyncIterator[Message]]:
+) -> AbstractAsyncContextManager[AsyncIterator[list[Message]]]:
     """open_stream on the test session; ``params`` and ``headers`` default to empty; over-long lines are
     appended to ``oversized`` (and must not occur when it is None)."""
 
@@ -152,14 +152,14 @@ def connect(
     )
 
 
-async def drain(messages: AsyncIterator[Message], into: list[Message], within: float = 1.0) -> None:
+async def drain(messages: AsyncIterator[list[Message]], into: list[Message], within: float = 1.0) -> None:
     """Append messages to ``into`` until the iteration raises; TimeoutError if it has not after ``within`` s."""
     async with asyncio.timeout(within):
-        async for message in messages:
-            into.append(message)
+        async for batch in messages:
+            into.extend(batch)
 
 
-async def read_to_close(messages: AsyncIterator[Message]) -> list[Message]:
+async def read_to_close(messages: AsyncIterator[list[Message]]) -> list[Message]:
     """Every message until the iteration raises StreamClosed, which must happen within 1 s."""
     got: list[Message] = []
     with pytest.raises(StreamClosed):
@@ -466,11 +466,11 @@ async def test_a_whole_line_past_the_limit_in_one_read_is_skipped_too() -> None:
         oversized.append(found)
 
     lines = _Lines(Chunks(line + b'\n\ndata: {"n": 2}\n\n'), lambda _: None, report)  # type: ignore[arg-type]
-    read = [await anext(lines) for _ in range(3)]
-    assert read == [b"", b'data: {"n": 2}', b""]
+    messages = lines.messages()
+    assert await anext(messages) == [Message('{"n": 2}')]
     assert [o.length for o in oversized] == [len(line)]
     with pytest.raises(StreamClosed):
-        await anext(lines)
+        await anext(messages)
 
 
 async def test_retry_and_id_fields_do_not_break_parsing(script: ScriptFactory, http: Http) -> None:
@@ -479,6 +479,19 @@ async def test_retry_and_id_fields_do_not_break_parsing(script: ScriptFactory, h
     server = await script(sse(first, b'data: {"n": 1}\n\n', b'id:\nretry:\nfoo: bar\nfoo\ndata: {"n": 2}\n\n'))
     async with connect(http, server.url) as messages:
         assert await read_to_close(messages) == [Message('{"n": 1}', event="status"), Message('{"n": 2}')]
+
+
+async def test_messages_are_framed_as_the_sse_standard_says(script: ScriptFactory, http: Http) -> None:
+    """Data lines join with newlines, one space after the colon is dropped (none needed), CRLF ends lines, a blank
+    line without data dispatches nothing and resets the event type, and a read holding many events yields them all."""
+    many = b"".join(b'data: {"m": %d}\n\n' % n for n in range(300))
+    server = await script(
+        sse(b"event: a\n\n", b'data: {"n":\r\ndata:  1}\r\n\r\n', b'data:{"n": 2}\nevent: b\n\n' + many)
+    )
+    async with connect(http, server.url) as messages:
+        got = await read_to_close(messages)
+    assert got[:2] == [Message('{"n":\n 1}'), Message('{"n": 2}', event="b")]
+    assert [m.data for m in got[2:]] == [f'{{"m": {n}}}' for n in range(300)]
 
 
 async def test_invalid_utf8_does_not_escape_as_a_decode_error(script: ScriptFactory, http: Http) -> None:

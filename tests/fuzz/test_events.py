@@ -268,8 +268,10 @@ def run(stream: Stream, case: Case) -> Parsed:
 
 @given(events_of(Stream.ACTIVITIES))
 def test_activities_events_parse_to_a_hint_or_a_dead_letter(case: Case) -> None:
-    """Any activities payload yields a well-formed hint or a dead letter, and a bad one always a dead letter."""
+    """Any activities payload yields a well-formed hint or a dead letter, and a bad one always a dead letter; the
+    quick decode (orjson) reads it exactly as the exact one does, and the fast path as the model."""
     parsed = run(Stream.ACTIVITIES, case)
+    assert parsed == events._exact(Stream.ACTIVITIES, case.data), "the quick decode and the exact one disagree"
     with patch.object(events, "_plain_activity", lambda payload: None):  # the model's path, never the fast one
         slow = parse(Stream.ACTIVITIES, case.data)
     assert (slow.dead is None, slow.kind, slow.at, slow.transfer_id) == (

@@ -1,11 +1,11 @@
-"""Fuzz broker/stream.py ``_Lines``, the SSE line splitter, against a model of what it must do with any bytes.
+"""Fuzz broker/stream.py ``_Lines``, the SSE reader, against a model of what it must do with any bytes.
 
 The byte stream is arbitrary (invalid UTF-8, lone and doubled ``\\r``, comments, every field, lines past the size
-limit, a cut last line) and arrives in arbitrary chunks. The model splits the whole stream on ``\\n`` at once; the
-splitter must agree with it whatever the chunking: the same lines in the same order (one ``\\r`` before the
-``\\n`` removed, anything not UTF-8 as U+FFFD, ``retry:`` lines dropped), comments to ``on_comment``, each
-over-long line reported once with its head, length and hash and never yielded, a cut last line never yielded (and
-counted when the body ended cleanly), and then only ``StreamClosed``.
+limit, a cut last line) and arrives in arbitrary chunks. The model splits the whole stream on ``\\n`` at once and
+frames it; the reader must agree with it whatever the chunking: the same messages in the same order (one ``\\r``
+before the ``\\n`` removed, anything not UTF-8 as U+FFFD, ``id:`` and ``retry:`` ignored), comments to
+``on_comment`` in their place among them, each over-long line reported once with its head, length and hash and
+never read, a cut last line never read (and counted when the body ended cleanly), and then only ``StreamClosed``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker import stream
-from broker.stream import Oversized, StreamClosed, _Lines
+from broker.stream import Message, Oversized, StreamClosed, _Lines
 from tests.fuzz.mutate import Draw
 from tests.fuzz.profiles import examples
 
@@ -71,18 +71,32 @@ class Report:
 
 
 def model(data: bytes, limit: int, head: int) -> tuple[list[Any], int]:
-    """What the splitter must produce for ``data``: lines, comments and reports in order, and the cut-line count."""
+    """What the reader must produce for ``data``: messages, comments and reports in order, and the cut-line count.
+
+    Framing as the SSE standard says: ``data`` values joined by newlines, the last ``event`` value as the type,
+    a blank line dispatches (nothing without data); other fields, ``id`` and ``retry`` included, change nothing.
+    """
     *complete, rest = data.split(b"\n")
     out: list[Any] = []
+    buffer: list[str] = []
+    event = ""
     for line in complete:
         if len(line) > limit:
             out.append(Report(line[:head], len(line), hashlib.sha256(line).hexdigest()))
             continue
-        line = line.removesuffix(b"\r")
-        if line.startswith(b":"):
-            out.append(("comment", line[1:].decode("utf-8", "replace").strip()))
-        elif not line.startswith(b"retry:"):  # dropped: only the library's own reconnect (never used) reads it
-            out.append(line.decode("utf-8", "replace").encode())
+        text = line.removesuffix(b"\r").decode("utf-8", "replace")
+        if not text:
+            if buffer:
+                out.append(Message("\n".join(buffer), event or None))
+            buffer, event = [], ""
+        elif text.startswith(":"):
+            out.append(("comment", text[1:].strip()))
+        else:
+            name, _, value = text.partition(":")
+            if name == "data":
+                buffer.append(value.removeprefix(" "))
+            elif name == "event":
+                event = value.removeprefix(" ")
     return out, 1 if rest else 0
 
 
@@ -114,11 +128,13 @@ async def split(chunks: list[bytes], ending: BaseException | None) -> tuple[list
         seen.append(Report(found.head, found.length, found.sha256))
 
     lines = _Lines(Body(chunks, ending), lambda text: seen.append(("comment", text)), on_oversized)  # type: ignore[arg-type]
-    while True:
-        try:
-            seen.append(await anext(lines))
-        except StreamClosed:
-            return seen, lines
+    try:
+        async for batch in lines.messages():
+            assert batch, "an empty batch"
+            seen.extend(batch)
+    except StreamClosed:
+        return seen, lines
+    raise AssertionError("the messages ended without StreamClosed")
 
 
 ENDINGS = st.sampled_from(
@@ -138,10 +154,6 @@ async def test_any_bytes_in_any_chunks_split_as_the_model_says(
     expected, cut = model(body, SMALL_LIMIT, SMALL_HEAD)
     assert seen == expected
     assert lines.truncated == (cut if ending is None else 0)  # a broken read discards its cut line uncounted
-    for item in seen:
-        if isinstance(item, bytes):
-            assert b"\n" not in item
-            item.decode()  # what the library decodes strictly
 
 
 GIANT_LINES = st.tuples(

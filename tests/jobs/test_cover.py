@@ -403,15 +403,18 @@ async def test_listener_turns_a_cancellation_into_one_cover_job_that_covers(
     assert await sandbox.cash(ACCOUNT) == Decimal("0.00")
 
 
+@pytest.mark.parametrize("lost", [False, True], ids=["recorded", "one-record-lost"])
 async def test_a_storm_of_cover_actions_goes_out_as_one_job_that_covers_each_account_once(
     make_sandbox: SandboxFactory,
     job_env: Configure,
     run_worker: RunWorker,
     redis_client: redis.Redis,
     store: TransferStore,
+    lost: bool,
 ) -> None:
     """Cover actions found together in the outbox become one batched job (handed over again: a duplicate), and
-    it journals each account's own debit exactly once."""
+    it journals each account's own debit exactly once: from the store's records of each account's canceled
+    transfers, or, where one is lost, from the day's listing."""
     sandbox = await make_sandbox(**BIG_JNLC)
     job_env(sandbox)
     spent = {ACCOUNT: "400.00", "8100000002": "120.50", "8100000003": "75.25"}
@@ -425,6 +428,8 @@ async def test_a_storm_of_cover_actions_goes_out_as_one_job_that_covers_each_acc
         await store.record(transfer, source="test", observed_at=OBSERVED, actions=actions_for(transfer, TODAY))
     actions = await store.outbox()
     assert [a.kind for a in actions] == ["cover"] * 3
+    if lost:  # a Redis restart lost one record: the store no longer explains that account's debit
+        redis_client.delete(keys.transfer(canceled[-1].id))
     assert enqueue_covers(redis_client, actions)
     assert not enqueue_covers(redis_client, actions)  # the same actions again: found, not enqueued twice
     [job_id] = queue(COVER_QUEUE, redis_client).job_ids
@@ -432,7 +437,7 @@ async def test_a_storm_of_cover_actions_goes_out_as_one_job_that_covers_each_acc
     assert fetch(redis_client, job_id).kwargs == {"accounts": sorted(spent), "deadline": deadline}
     assert await run_worker()
     report = fetch(redis_client, job_id).return_value()
-    assert report == {"deadline": deadline, "accounts": 3, "covered": 3}
+    assert report == {"deadline": deadline, "accounts": 3, "covered": 3, "listed": lost}
     for account, spend in spent.items():
         assert [(j["net_amount"], j["status"]) for j in await journals_to(sandbox, account)] == [(spend, "executed")]
         assert await sandbox.cash(account) == Decimal("0.00")
