@@ -20,6 +20,7 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from broker.rows import plain_transfer
 from config.settings import Settings
 from funding import ids
 from funding.errors import (
@@ -251,7 +252,7 @@ class BrokerClient:
             try:
                 await asyncio.sleep(0)  # lets the request go out before the validation below holds the loop
                 seen += len(page)
-                yield parsed_all(InstantFunding, page, "/v1/instant_funding")
+                yield [plain_transfer(row) or parsed(InstantFunding, row, "/v1/instant_funding") for row in page]
             except BaseException:  # an error, or the caller stopped reading: the page asked for ahead is not wanted
                 if ahead is not None:
                     ahead.cancel()

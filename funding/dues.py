@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import overload
-from uuid import UUID
 
 from funding.models import InstantFunding
 from funding.money import CENT, ZERO
@@ -62,12 +61,13 @@ class Dues(Sequence[Due]):
             index = self._account_index[transfer.account_no] = len(self._accounts)
             self._accounts.append(transfer.account_no)
         self._account.append(index)
-        for name, column in self._cents.items():
-            value: Decimal = getattr(transfer, name)
-            cents = int(value / CENT)
-            if cents * CENT != value:
+        for name, value in zip(
+            _COLUMNS, (transfer.amount, transfer.remaining_payable, transfer.total_interest), strict=True
+        ):
+            cents = int(value * 100)
+            if cents != value * 100:
                 self._inexact[(n, name)] = value
-            column.append(cents)
+            self._cents[name].append(cents)
         self._created.append(transfer.created_at.timestamp())
         self.total += transfer.remaining_payable
 
@@ -84,8 +84,9 @@ class Dues(Sequence[Due]):
         if isinstance(index, slice):
             return _View(self, range(len(self))[index])
         n = range(len(self))[index]  # IndexError past the end, negative indexes from it
+        h = self._ids[16 * n : 16 * n + 16].hex()
         return Due(
-            str(UUID(bytes=bytes(self._ids[16 * n : 16 * n + 16]))),
+            f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
             self._accounts[self._account[n]],
             self._amount(n, "amount"),
             self._amount(n, "remaining_payable"),

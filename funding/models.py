@@ -84,11 +84,11 @@ class FeeType(TolerantEnum):
 
 
 def _amount(value: object) -> Decimal:
-    return _amount_text(value) if type(value) is str else _parse_amount(value)
+    return amount_of_text(value) if type(value) is str else _parse_amount(value)
 
 
 @functools.lru_cache(maxsize=4096)
-def _amount_text(text: str) -> Decimal:
+def amount_of_text(text: str) -> Decimal:
     """Equal wire strings share one (immutable) Decimal: a listing of 100,000 transfers repeats amounts."""
     return _parse_amount(text)
 
@@ -106,12 +106,12 @@ Amount = Annotated[Decimal, BeforeValidator(_amount)]
 _DAYS: dict[date, date] = {}
 
 
-def _shared_day(day: date) -> date:
+def shared_day(day: date) -> date:
     """One object per business date: the transfers of a listing name only a few."""
     return _DAYS.setdefault(day, day) if len(_DAYS) < 4096 else day
 
 
-BusinessDate = Annotated[date, AfterValidator(_shared_day)]
+BusinessDate = Annotated[date, AfterValidator(shared_day)]
 
 
 def _account_number(value: str) -> str:

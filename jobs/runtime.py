@@ -48,6 +48,11 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+FIRST_LOOK_SECONDS = 0.1
+"""A journal or settlement in progress is first looked at again after this long (then twice as long each time,
+up to the poll interval)."""
+
+
 @dataclass
 class JobContext:
     settings: Settings
@@ -66,9 +71,14 @@ class JobContext:
         """The ``Idempotency-Key`` of this deployment's intent (:func:`idempotency_key`, scoped by its SI)."""
         return idempotency_key(self.settings.si_account_no, intent_key)
 
-    async def pause(self) -> None:
-        """Wait one poll interval before looking again at something in progress."""
-        await asyncio.sleep(self.settings.poll_seconds)
+    async def pause(self, looks: int | None = None) -> float:
+        """Wait before looking again at something in progress: one poll interval, or, for the ``looks``-th look at
+        a journal or settlement, :data:`FIRST_LOOK_SECONDS` doubled each time up to it (one done at once is not
+        waited for a whole interval). Returns the seconds waited."""
+        poll = self.settings.poll_seconds
+        seconds = poll if looks is None else min(poll, FIRST_LOOK_SECONDS * 2**looks)
+        await asyncio.sleep(seconds)
+        return seconds
 
     async def before_call(self) -> None:
         """Immediately before every money call: the kill switch (:class:`KillSwitchOn`), and, in a settle run,
@@ -250,7 +260,7 @@ async def resume_journal(ctx: JobContext, intent: Intent, source_no: str, target
 
 
 async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
-    waited = 0.0
+    waited, looks = 0.0, 0
     while True:
         journal = await ctx.broker.get_journal(intent.broker_id)
         status = journal.status
@@ -279,5 +289,5 @@ async def follow_journal(ctx: JobContext, intent: Intent) -> bool:
                 journal_id=intent.broker_id,
             )
             raise Waiting(f"journal {intent.broker_id} is {status.value}")
-        await ctx.pause()
-        waited += ctx.settings.poll_seconds
+        waited += await ctx.pause(looks)
+        looks += 1

@@ -226,10 +226,6 @@ async def _round(ctx: JobContext, deadline: date, report: dict[str, Any]) -> Set
         raise
     if outcome is not None:
         return outcome
-    on_time = [] if report["late"] else plan.selected
-    summary = costs(on_time, plan.selected, ctx.settings.fed_upper_bound)
-    await _add_costs(ctx, deadline, summary.late_interest_avoided, summary.late_interest_incurred)
-    await _transfer_costs(ctx, deadline, plan.selected, late=report["late"])
     if not plan.left and await unsettled(ctx, deadline):
         return SettleOutcome.REPLAN
     return SettleOutcome.DONE
@@ -283,6 +279,7 @@ async def _fund_and_settle(ctx: JobContext, deadline: date, plan: Plan, report: 
         status = await settle_batch(ctx, deadline, batch)
         if status is SettlementStatus.COMPLETED:
             report["settled"] += len(batch)
+            await _costs(ctx, deadline, batch, late=report["late"])
             continue
         if status is SettlementStatus.FAILED:
             return await _settlement_failed(ctx, deadline)
@@ -301,30 +298,20 @@ async def _settlement_failed(ctx: JobContext, deadline: date) -> SettleOutcome:
     return SettleOutcome.FAILED
 
 
-async def _add_costs(ctx: JobContext, deadline: date, avoided: Decimal, incurred: Decimal) -> None:
-    """Accumulate the deadline's late-interest figures (decimal strings, never floats)."""
+async def _costs(ctx: JobContext, deadline: date, settled: Sequence[Payable], *, late: bool) -> None:
+    """What settling ``settled`` avoided (a day of late interest each, none when ``late``) and what they incurred:
+    added to the deadline's figures (decimal strings, never floats), and per transfer, ``<avoided>|<incurred>``."""
+    fed = ctx.settings.fed_upper_bound
+    summary = costs([] if late else settled, settled, fed)
     names = ("late_interest_avoided", "late_interest_incurred")
     current = [
         Decimal(text(v)) if v is not None else Decimal(0) for v in await ctx.redis.hmget(keys.costs(deadline), names)
     ]
-    await ctx.redis.hset(
-        keys.costs(deadline), mapping={names[0]: str(current[0] + avoided), names[1]: str(current[1] + incurred)}
-    )
-
-
-async def _transfer_costs(ctx: JobContext, deadline: date, settled: Sequence[Payable], *, late: bool) -> None:
-    """Per transfer, ``<avoided>|<incurred>``: the day of late interest settling before 1 PM avoided (none when
-    ``late``), and the interest it did incur (written in slices of 10,000)."""
-    fed = ctx.settings.fed_upper_bound
+    totals = (current[0] + summary.late_interest_avoided, current[1] + summary.late_interest_incurred)
     async with ctx.redis.pipeline(transaction=False) as pipe:
-        for start in range(0, len(settled), 10_000):
-            pipe.hset(
-                keys.transfer_costs(deadline),
-                mapping={
-                    str(t.id): f"{ZERO if late else late_interest(t.amount, fed)}|{t.total_interest}"
-                    for t in settled[start : start + 10_000]
-                },
-            )
+        pipe.hset(keys.costs(deadline), mapping={names[0]: str(totals[0]), names[1]: str(totals[1])})
+        each = {str(t.id): f"{ZERO if late else late_interest(t.amount, fed)}|{t.total_interest}" for t in settled}
+        pipe.hset(keys.transfer_costs(deadline), mapping=each)  # type: ignore[arg-type]
         pipe.expire(keys.transfer_costs(deadline), 400 * 86400)
         await pipe.execute()
 

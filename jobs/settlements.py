@@ -24,13 +24,12 @@ from jobs.job_metrics import count_movement
 from jobs.runtime import JobContext, held_back
 from store import keys
 from store.audit import Intent, IntentStatus
-from store.codec import text_map
 
 log = structlog.get_logger(__name__)
 
 INTENT_TAG = "settlekeeper intent "
 """Prefix of ``additional_info``: how a settlement is found again after a crash."""
-IDENTITY_READS = 8
+IDENTITY_READS = 24
 """Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
 
 
@@ -84,7 +83,7 @@ async def post_settlement(ctx: JobContext, intent: Intent, batch: Sequence[Payab
 
 async def follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlement) -> SettlementStatus:
     intent.broker_id = str(settlement.id)
-    waited = 0.0
+    waited, looks = 0.0, 0
     while True:
         intent.broker_status = settlement.status.value
         if settlement.status in (SettlementStatus.COMPLETED, SettlementStatus.FAILED):
@@ -109,8 +108,8 @@ async def follow_settlement(ctx: JobContext, intent: Intent, settlement: Settlem
         )
         if waited >= ctx.settings.settlement_wait_seconds:
             raise Waiting(f"settlement {settlement.id} is {settlement.status.value}")
-        await ctx.pause()
-        waited += ctx.settings.poll_seconds
+        waited += await ctx.pause(looks)
+        looks += 1
         settlement = await ctx.broker.get_settlement(intent.broker_id)
 
 
@@ -134,11 +133,8 @@ def is_ours(settlement: Settlement, si_account_no: str) -> bool:
 async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dict[str, str]]:
     """``transmitter_info`` of each account: template + the customer's identity (cached) + per-account overrides."""
     ordered = sorted(account_nos)
-    async with ctx.redis.pipeline(transaction=False) as pipe:
-        for account_no in ordered:
-            pipe.hgetall(keys.identity(account_no))
-        cached = await pipe.execute()
-    identities = {no: text_map(raw) for no, raw in zip(ordered, cached, strict=True) if raw}
+    cached = await ctx.redis.hmget(keys.IDENTITIES, ordered) if ordered else []
+    identities = {no: json.loads(raw) for no, raw in zip(ordered, cached, strict=True) if raw is not None}
     missing = [no for no in ordered if no not in identities]
     if missing:
         identities.update(await _read_identities(ctx, missing))
@@ -175,8 +171,6 @@ async def _read_identities(ctx: JobContext, account_nos: list[str]) -> dict[str,
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    async with ctx.redis.pipeline(transaction=False) as pipe:
-        for account_no, identity in identities.items():
-            pipe.hset(keys.identity(account_no), mapping=identity)  # type: ignore[arg-type]
-        await pipe.execute()
+    if identities:
+        await ctx.redis.hset(keys.IDENTITIES, mapping={no: json.dumps(i) for no, i in identities.items()})
     return identities

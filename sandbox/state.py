@@ -126,7 +126,7 @@ class Account:
         return max(self.cash - self.memoposts, ZERO)
 
 
-@dataclass
+@dataclass(slots=True)
 class LedgerEntry:
     seq: int
     at: datetime

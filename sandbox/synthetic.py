@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from funding.money import ZERO
-from sandbox.engine import Engine
+from sandbox.engine import Engine, bulk
 from sandbox.event_log import StreamName
 from sandbox.state import SandboxError
 
 
+@bulk()
 def fill(
     engine: Engine,
     events: int,

@@ -63,6 +63,10 @@ HINT_SEQ = f"{PREFIX}hint_seq"
 UNSETTLED = f"{PREFIX}unsettled"
 """Set: ids of every transfer the store holds as PENDING or EXECUTED (what the heal poller checks)."""
 ACCOUNT_IDS = f"{PREFIX}account_ids"
+IDENTITIES = f"{PREFIX}identities"
+"""Hash: account number → its customer's transmitter identity (JSON: name and bank account number, from
+``GET /v1/accounts/{id}``), read for a settlement's ``transmitter_info``: one field each, so a batch of 50,000
+transfers reads its customers' in one ``HMGET``."""
 """Hash: account number → account UUID, learned from ``GET /v1/accounts?query=`` (docs/broker-api.md "Account
 numbers and ids")."""
 SETTLED_BY = f"{PREFIX}settled_by"
@@ -183,11 +187,6 @@ def settle_guard(deadline: date | str) -> str:
 def settle_guard_seq(deadline: date | str) -> str:
     """Integer: how many guard runs were enqueued for a deadline (makes each guard job id unique)."""
     return f"{PREFIX}settle_guard_seq:{deadline}"
-
-
-def identity(account_no: str) -> str:
-    """Hash: a customer's name and address from GET /v1/accounts/{id}, for transmitter info."""
-    return f"{PREFIX}identity:{account_no}"
 
 
 def costs(deadline: date | str) -> str:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from broker.client import BrokerClient
+from broker.rows import plain_transfer
 from config.settings import load_settings
 from funding import models
 from funding.errors import (
@@ -35,7 +36,7 @@ from funding.errors import (
     ServerError,
     SettlekeeperError,
 )
-from funding.money import wire
+from funding.money import loads_exact, wire
 from tests.fuzz import openapi
 from tests.fuzz.mutate import is_bad, mutate
 from tests.fuzz.profiles import examples
@@ -259,6 +260,57 @@ async def test_every_call_returns_its_model_or_raises_from_the_tree(
 
 
 # ---------------------------------------------------------------------- defects the targets found, pinned
+
+
+@st.composite
+def listed_rows(draw: st.DrawFn) -> list[Any]:
+    """Rows of a transfer listing as the client reads them (numbers as Decimals): documented, maybe given account
+    numbers of settlekeeper's shape, maybe mutated."""
+    body = [dict(PLAIN_ROW)] if draw(st.booleans()) else draw(openapi.answers("GET", "/v1/instant_funding"))
+    if draw(st.booleans()):
+        repair(body)
+    model = models.InstantFunding
+    required = frozenset(n for n, i in model.model_fields.items() if i.is_required())
+    body, _ = mutate(draw, body, bad=bad_values(model), required=required)
+    try:
+        rows = loads_exact(encode_bytes(body))
+    except ValueError:  # a number past Decimal's range: the client refuses the whole answer
+        return []
+    return rows if isinstance(rows, list) else []
+
+
+PLAIN_ROW = {
+    "id": "4b9a3c4e-8f0d-4c1a-9a57-2c3d1e5f6a7b",
+    "account_no": "8100000001",
+    "source_account_no": "7536050SI",
+    "amount": "25.00",
+    "status": "EXECUTED",
+    "system_date": "2026-11-23",
+    "deadline": "2026-11-24",
+    "created_at": "2026-11-23T10:00:00.123456-05:00",
+    "remaining_payable": "25.07",
+    "total_interest": "0.07",
+    "interests": [],
+    "fees": [],
+}
+"""A row as the sandbox and Alpaca's examples write one: it takes the plain path."""
+
+
+def test_a_plain_row_takes_the_plain_path() -> None:
+    """The usual row is read without the model's validation, into the model the validation gives."""
+    assert plain_transfer(PLAIN_ROW) == models.InstantFunding.model_validate(PLAIN_ROW)
+    assert plain_transfer({**PLAIN_ROW, "status": "SETTLED"}) is None  # unusual: the model's to read
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(listed_rows())
+def test_a_listed_row_reads_on_the_plain_path_exactly_as_the_model_reads_it(rows: list[Any]) -> None:
+    """The plain path (broker/rows.py) either declines a row or gives the very model InstantFunding validates
+    (from the plain row mutated, or any documented row)."""
+    for row in rows:
+        plain = plain_transfer(row)
+        if plain is not None:
+            assert plain == models.InstantFunding.model_validate(row)
 
 
 def answered(status: int, raw: bytes, *headers: tuple[bytes, bytes]) -> bytes:

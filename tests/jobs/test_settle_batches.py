@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -74,9 +75,9 @@ async def test_transmitter_info_is_identity_template_and_overrides(
     }
     assert info[created[1]["id"]]["originator_bank_name"] == "Other Bank"
     assert info[created[2]["id"]]["originator_full_name"] == "Alan Lovelace"
-    assert redis_client.hgetall(keys.identity("8100000003")) == {
-        b"originator_full_name": b"Alan Lovelace",
-        b"originator_bank_account_number": b"8100000003",
+    assert json.loads(redis_client.hget(keys.IDENTITIES, "8100000003")) == {  # type: ignore[arg-type]
+        "originator_full_name": "Alan Lovelace",
+        "originator_bank_account_number": "8100000003",
     }
     settlements = (await sandbox.ok("GET", "/v1/instant_funding/settlements"))["settlements"]
     assert [s["status"] for s in settlements] == ["COMPLETED"]
@@ -94,7 +95,7 @@ async def test_cached_identity_is_used_without_reading_the_account(
     job_env(sandbox, transmitter_template='{"originator_country": "USA", "originator_bank_name": "Partner Bank"}')
     _, deadline = await noon_on_deadline(sandbox, ["10.00"])
     cached = {"originator_full_name": "A. Lovelace (cached)", "originator_bank_account_number": "8100000001"}
-    redis_client.hset(keys.identity("8100000001"), mapping=cached)
+    redis_client.hset(keys.IDENTITIES, "8100000001", json.dumps(cached))
     assert enqueue_phase(redis_client, "settle", deadline)
     assert await run_worker()
     assert posted[0][0]["transmitter_info"] == {
