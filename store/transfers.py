@@ -246,6 +246,20 @@ class TransferStore:
                     found[transfer_id] = text_map(raw)
         return found
 
+    async def recorded_as(self, transfer_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """(status, interest in cents) each of ``transfer_ids`` is recorded with, for those the store holds."""
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(transfer_ids), 10_000):
+            chunk = transfer_ids[start : start + 10_000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for transfer_id in chunk:
+                    pipe.hmget(keys.transfer(transfer_id), "status", "interest_cents")
+                rows = await pipe.execute()
+            for transfer_id, (status, interest) in zip(chunk, rows, strict=True):
+                if status is not None and interest is not None:
+                    found[transfer_id] = (text(status), int(text(interest)))
+        return found
+
     async def canceled_of(self, account_no: str, deadline: date) -> Decimal:
         """What ``account_no``'s IF transfers due ``deadline`` that this store holds as CANCELED took back (the
         amounts of Broker API reads, recorded once final; a transfer not recorded yet, or lost, is not in it)."""

@@ -25,7 +25,7 @@ from funding.models import IFStatus, InstantFunding
 from funding.records import Action, DeadLetter
 from jobs.registry import actions_for, enqueue_job, jobs_of
 from store.accounts import AccountIds
-from store.transfers import TransferStore
+from store.transfers import TransferStore, cents
 from worker.listener_metrics import ListenerMetrics
 
 log = structlog.get_logger(__name__)
@@ -176,8 +176,14 @@ class Resolver:
         for status in (IFStatus.PENDING, IFStatus.EXECUTED):
             for transfer in await self.broker.list_transfers(status=status):
                 listed[str(transfer.id)] = transfer
-        for transfer in listed.values():
+        recorded = await self.store.recorded_as(list(listed))
+        unchanged = 0
+        for transfer_id, transfer in listed.items():
+            if recorded.get(transfer_id) == (transfer.status.value, cents(transfer.total_interest)):
+                unchanged += 1  # recorded as it is now: nothing to write (the record step would find a duplicate)
+                continue
             await self.apply(transfer, source="poller")
+        self.metrics.records.labels("poller", "duplicate").inc(unchanged)
         gone = (await self.store.unsettled_ids()) - set(listed)
         for transfer_id in gone:  # unsettled here, final there: read each to learn how it ended
             try:

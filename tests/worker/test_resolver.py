@@ -14,6 +14,9 @@ from config.settings import Settings
 from jobs.registry import COVER_QUEUE, SETTLE_QUEUE, actions_for, queue
 from store import keys
 from store.transfers import TransferStore
+from tests.support.listener import listener_settings
+from tests.support.sandbox import Sandbox
+from tests.support.scenario import records
 from tests.support.transfers import ACCOUNT, OBSERVED, TODAY, make_transfer
 from worker.listener_metrics import ListenerMetrics
 from worker.resolver import Resolver
@@ -82,3 +85,36 @@ async def test_cover_actions_found_together_go_out_as_one_job_per_deadline(
     sample = metrics.registry.get_sample_value
     assert sample("settlekeeper_actions_enqueued_total", {"kind": "cover", "result": "enqueued"}) == 4
     assert await store.outbox() == []
+
+
+async def test_a_heal_writes_only_what_changed_since_it_was_recorded(
+    sandbox: Sandbox, store: TransferStore, redis_client: redis.Redis
+) -> None:
+    """A heal over transfers recorded as they still are writes nothing (counted as duplicates, no record step); one
+    whose status moved since is recorded."""
+    settings = listener_settings(sandbox)
+    metrics = ListenerMetrics()
+    for account in ("8100000001", "8100000002", "8100000003"):
+        await sandbox.create_transfer(account, "10.00")
+    await sandbox.advance(1)  # executed
+    async with BrokerClient(settings) as broker:
+        heal = Resolver(broker, store, redis_client, metrics, concurrency=2, token=lambda: "", now=lambda: OBSERVED)
+        assert await heal.heal() == 3
+        first = await records(store)
+        assert len(first) == 3
+        scripts_before = evalsha_calls(redis_client)
+        assert await heal.heal() == 3
+        assert evalsha_calls(redis_client) == scripts_before  # not even a record step ran
+        assert await records(store) == first
+        sample = metrics.registry.get_sample_value
+        assert sample("settlekeeper_transfer_records_total", {"source": "poller", "outcome": "duplicate"}) == 3
+        moved = (await sandbox.ok("GET", "/v1/instant_funding"))[0]
+        await sandbox.ok("DELETE", f"/v1/instant_funding/{moved['id']}")  # canceled by the partner
+        assert await heal.heal() == 3
+        assert [(r["transfer_id"], r["to"]) for r in await records(store)][3:] == [(moved["id"], "CANCELED")]
+
+
+def evalsha_calls(client: redis.Redis) -> int:
+    """How many Lua scripts the server has run (the record step is one)."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0})
+    return int(stats["calls"])
