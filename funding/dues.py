@@ -39,10 +39,38 @@ class Due:
 _COLUMNS = ("amount", "remaining_payable", "total_interest")
 
 
-class Dues(Sequence[Due]):
+class _Positions(Sequence[Due]):
+    """Transfers of a :class:`Dues` by position: indexing makes one record, a slice is a view (no copy)."""
+
+    _dues: Dues
+
+    def _positions(self) -> range:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._positions())
+
+    @overload
+    def __getitem__(self, index: int) -> Due: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Due]: ...
+
+    def __getitem__(self, index: int | slice) -> Due | Sequence[Due]:
+        if isinstance(index, slice):
+            return _View(self._dues, self._positions()[index])
+        return self._dues.record(self._positions()[index])  # IndexError past the end, as a list's
+
+    def __iter__(self) -> Iterator[Due]:
+        for n in self._positions():
+            yield self._dues.record(n)
+
+
+class Dues(_Positions):
     """Transfers due, in the order they were added; :meth:`add` one :class:`InstantFunding` at a time."""
 
     def __init__(self) -> None:
+        self._dues = self
         self._ids = bytearray()
         self._accounts: list[str] = []
         self._account_index: dict[str, int] = {}
@@ -71,19 +99,11 @@ class Dues(Sequence[Due]):
         self._created.append(transfer.created_at.timestamp())
         self.total += transfer.remaining_payable
 
-    def __len__(self) -> int:
-        return len(self._account)
+    def _positions(self) -> range:
+        return range(len(self._account))
 
-    @overload
-    def __getitem__(self, index: int) -> Due: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Due]: ...
-
-    def __getitem__(self, index: int | slice) -> Due | Sequence[Due]:
-        if isinstance(index, slice):
-            return _View(self, range(len(self))[index])
-        n = range(len(self))[index]  # IndexError past the end, negative indexes from it
+    def record(self, n: int) -> Due:
+        """The ``n``-th transfer added (0-based) as a record."""
         h = self._ids[16 * n : 16 * n + 16].hex()
         return Due(
             f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
@@ -93,10 +113,6 @@ class Dues(Sequence[Due]):
             self._amount(n, "total_interest"),
             datetime.fromtimestamp(self._created[n], UTC),
         )
-
-    def __iter__(self) -> Iterator[Due]:
-        for n in range(len(self)):
-            yield self[n]
 
     def _amount(self, n: int, name: str) -> Decimal:
         if self._inexact and (n, name) in self._inexact:
@@ -109,26 +125,11 @@ class Dues(Sequence[Due]):
         return list(self._accounts)
 
 
-class _View(Sequence[Due]):
+class _View(_Positions):
     """Some of a :class:`Dues`' transfers, by position, without copying them."""
 
     def __init__(self, dues: Dues, positions: range) -> None:
-        self._dues, self._positions = dues, positions
+        self._dues, self._range = dues, positions
 
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, index: int) -> Due: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Due]: ...
-
-    def __getitem__(self, index: int | slice) -> Due | Sequence[Due]:
-        if isinstance(index, slice):
-            return _View(self._dues, self._positions[index])
-        return self._dues[self._positions[index]]
-
-    def __iter__(self) -> Iterator[Due]:
-        for n in self._positions:
-            yield self._dues[n]
+    def _positions(self) -> range:
+        return self._range
