@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from funding import ids
 from funding.errors import MalformedDataError
 from funding.models import ActivityEvent, JournalStatusEvent, NTAEvent
-from funding.money import loads_exact, parse_money
+from funding.money import is_plain_amount, loads_exact, parse_money
 from funding.records import DeadLetter
 
 
@@ -106,9 +106,6 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)", re.ASCII)
 """The date-times the fast path reads itself; ``datetime.fromisoformat`` also takes ISO forms the model refuses
 (``20261123T150001Z``, ``2026-W48-1T15:00Z``), which go the model's way."""
-_PLAIN_AMOUNT = re.compile(r"-?\d{1,19}(\.\d{1,20})?", re.ASCII)
-"""An amount as Alpaca writes one, which :func:`~funding.money.parse_money` accepts (finite, below 1e20) without
-building the Decimal; the fast path only needs to know it is one."""
 _TRANSFER_IN_TEXT = re.compile(r"transfer_id: ([0-9a-fA-F-]{36})")
 """A transfer id named in an activity's description (checked as a UUID like any other)."""
 
@@ -162,11 +159,8 @@ def parse(stream: Stream, data: str) -> Parsed:
         if type(quick) is dict and (event_id := quick.get("event_id")).__class__ is str and ids.is_ulid(event_id):
             fast = _plain_activity(quick)
             if fast is not None:
-                kind, status, at = fast
-                plain = _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
-                odd = oddities(stream, quick)
-                if odd:
-                    plain.oddities = odd
+                plain = _plain(stream, event_id, fast, data)
+                plain.oddities = oddities(stream, quick)
                 return plain
     return _exact(stream, data)
 
@@ -206,9 +200,8 @@ def _reduce(stream: Stream, event_id: str, payload: dict[str, Any], data: str) -
             details: dict[str, Any] = {"system_date": nta.system_date.isoformat()}
             kind, status = nta.entry_type, nta.status or "executed"
             text, at = nta.description or "", nta.at
-        elif (fast := _plain_activity(payload)) is not None:
-            kind, status, at = fast  # exact numbers the quick decode read as floats (``"net_amount": 1.5``)
-            return _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
+        elif (fast := _plain_activity(payload)) is not None:  # exact numbers the quick decode read as floats
+            return _plain(stream, event_id, fast, data)
         else:
             activity = ActivityEvent.model_validate(payload)
             kind, status, details = activity.activity_type, activity.status, activity.details
@@ -262,6 +255,12 @@ def _classified(stream: Stream, event_id: str, kind: str, status: str, at: datet
     return None
 
 
+def _plain(stream: Stream, event_id: str, fast: tuple[str, str, datetime], data: str) -> Parsed:
+    """A well-formed activity that cannot name a transfer: its kind, or the dead letter of an unknown one."""
+    kind, status, at = fast
+    return _classified(stream, event_id, kind, status, at, data) or Parsed(event_id, kind, at=at)
+
+
 def _plain_activity(payload: dict[str, object]) -> tuple[str, str, datetime] | None:
     """(type, status, at) of an activity that is not an IF type and has every field well formed.
 
@@ -282,7 +281,7 @@ def _plain_activity(payload: dict[str, object]) -> tuple[str, str, datetime] | N
     if not (description is None or isinstance(description, str)) or _RFC3339.fullmatch(at) is None:
         return None
     amount = payload.get("net_amount")
-    if amount is not None and not (amount.__class__ is str and _PLAIN_AMOUNT.fullmatch(amount)):
+    if amount is not None and not is_plain_amount(amount):
         try:  # any other spelling the model may take (an int, an exponent, a Decimal): the full check
             parse_money(amount)
         except MalformedDataError:

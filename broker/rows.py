@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from funding import ids
+from funding.errors import MalformedDataError
 from funding.models import IFStatus, InstantFunding, amount_of_text, shared_day
+from funding.money import is_plain_amount
 
 FIELDS = frozenset(
     {
@@ -34,11 +37,8 @@ FIELDS = frozenset(
         "fees",
     }
 )
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
-_ACCOUNT = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
-_AMOUNT = re.compile(r"\d{1,19}(\.\d{1,20})?", re.ASCII)
-_DATE = re.compile(r"\d{4}-\d\d-\d\d", re.ASCII)
 _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)", re.ASCII)
+"""RFC 3339 with its offset, which ``datetime.fromisoformat`` and pydantic read alike."""
 _STATUSES = {status.value: status for status in IFStatus}
 
 
@@ -54,16 +54,14 @@ def plain_transfer(row: Any) -> InstantFunding | None:
     if not all(type(value) is str for value in (*texts, *amounts, *days)):
         return None
     transfer_id, account_no, source, status, created = texts
-    if not (_UUID.fullmatch(transfer_id) and _ACCOUNT.fullmatch(account_no) and _ACCOUNT.fullmatch(source)):
+    if not (ids.is_uuid(transfer_id) and ids.is_account_number(account_no) and ids.is_account_number(source)):
         return None
-    if status not in _STATUSES or not _INSTANT.fullmatch(created) or not all(map(_AMOUNT.fullmatch, amounts)):
-        return None
-    if not (_DATE.fullmatch(days[0]) and _DATE.fullmatch(days[1])):
+    if status not in _STATUSES or not _INSTANT.fullmatch(created) or not all(map(is_plain_amount, amounts)):
         return None
     try:
-        system_date, deadline = (shared_day(date.fromisoformat(day)) for day in days)
+        system_date, deadline = (shared_day(ids.iso_date(day, "date")) for day in days)
         created_at = datetime.fromisoformat(created)
-    except ValueError:  # not a calendar date or time (2026-02-30)
+    except (MalformedDataError, ValueError):  # not a calendar date or time (2026-02-30)
         return None
     return InstantFunding.model_construct(
         {"interests", "fees"} & row.keys() | FIELDS - {"interests", "fees"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from typing import TypeGuard
 from urllib.parse import quote
 
 from funding.errors import MalformedDataError
@@ -46,9 +47,14 @@ def is_uuid(value: object) -> bool:
     return isinstance(value, str) and bool(_UUID.fullmatch(value))
 
 
+def is_account_number(value: object) -> TypeGuard[str]:
+    """True for an account number (letters and digits)."""
+    return isinstance(value, str) and bool(_ACCOUNT_NUMBER.fullmatch(value))
+
+
 def account_number(value: object, what: str = "account number") -> str:
     """An account number (letters and digits); refused otherwise."""
-    if not isinstance(value, str) or not _ACCOUNT_NUMBER.fullmatch(value):
+    if not is_account_number(value):
         raise MalformedDataError(f"{what} is not an account number: {_shown(value)}")
     return value
 

@@ -26,6 +26,15 @@ written in cents once a few are added up: :func:`quantize` works in Decimal's de
 ``InvalidOperation`` beyond them (``1E+30`` is a finite decimal all the same)."""
 
 
+_PLAIN_AMOUNT = re.compile(r"-?\d{1,19}(\.\d{1,20})?", re.ASCII)
+
+
+def is_plain_amount(value: object) -> bool:
+    """Whether ``value`` is an amount as Alpaca writes one (``"-12.50"``: at most 19 digits before the point),
+    which :func:`parse_money` accepts, told without building the Decimal (the fast paths of a million rows)."""
+    return value.__class__ is str and _PLAIN_AMOUNT.fullmatch(value) is not None
+
+
 def parse_money(value: object, *, what: str = "amount") -> Decimal:
     """Parse a wire amount (string, int or Decimal) into a Decimal; floats are refused.
 

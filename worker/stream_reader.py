@@ -294,12 +294,12 @@ class StreamReader:
             batch = await self._queue.get()
             taken = 1
             while len(batch) < BATCH and not self._queue.empty():
-                batch = batch + self._queue.get_nowait()
+                batch.extend(self._queue.get_nowait())  # the reader keeps none of the lists it queued
                 taken += 1
-            ended = any(item is _END for item in batch)
+            ended = batch[-1] is _END  # the last thing ever queued, alone
             try:
                 if ended:
-                    batch = [item for item in batch if item is not _END]
+                    batch.pop()
                 for start in range(0, len(batch), BATCH):
                     await self._commit(batch[start : start + BATCH])
             finally:
