@@ -169,13 +169,21 @@ async def test_a_journal_the_stream_named_by_its_key_is_followed_not_sent_again(
     }
     journal = await sandbox.ok("POST", "/v1/journals", body, headers={"Idempotency-Key": sent.idempotency_key})
     await sandbox.ok("DELETE", "/sandbox/requests")
-    await start_listener(sandbox)
+    running = await start_listener(sandbox)
 
     async def streamed() -> bool:
         return await journal_for_key(async_redis, sent.idempotency_key) == (journal["id"], "executed")
 
     await eventually(streamed)
-    report = await run_cover(redis_client, run_worker, ACCOUNT, deadline)
+    cover_queue = queue(COVER_QUEUE, redis_client)
+
+    async def handed_over() -> bool:
+        return key in cover_queue.job_ids
+
+    await eventually(handed_over)  # the listener records the cancellation and hands its cover over itself
+    await running.halt()
+    assert await run_worker()
+    report = dict(fetch(redis_client, key).return_value())
 
     assert (report["outcome"], report["journal_id"]) == ("covered", journal["id"])
     posted = [r for r in (await sandbox.ok("GET", "/sandbox/requests"))["requests"] if r["method"] == "POST"]
