@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from uuid import UUID
 
 import aiohttp
 import structlog
@@ -53,6 +54,8 @@ _SAFE_PATH = re.compile(r"(/[A-Za-z0-9._~%-]+)+")
 """What :func:`funding.ids.path` builds: segments of unreserved characters and percent-escapes only."""
 PAGE_SIZE = 100
 """The IF list endpoint's maximum ``limit``."""
+ACCOUNTS_PAGE = 1000
+"""``GET /v1/accounts`` answers the first 1,000 accounts that match."""
 MAX_RETRY_WAIT_SECONDS = 30.0
 """Upper bound of one backoff wait, whatever a 429's reset time says."""
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
@@ -270,6 +273,27 @@ class BrokerClient:
             if isinstance(row, dict) and row.get("account_number") == account_no:
                 return parsed(Account, row, "/v1/accounts")
         raise NotFoundError(f"no account numbered {account_no}", status=404)
+
+    async def account_pages(self, entities: str) -> AsyncIterator[list[Account]]:
+        """Every account with ``entities``, oldest first, up to :data:`ACCOUNTS_PAGE` at a time: the next page starts
+        at the last one's creation time (``created_after`` is inclusive, so the accounts of that instant already seen
+        are left out). Ends at a short page, or at one that brings nothing new (more than a page of accounts created
+        in one instant, or a page that does not move past the last: the caller reads the rest another way)."""
+        params = {"sort": "asc", "entities": entities}
+        boundary: set[UUID] = set()
+        cursor: datetime | None = None
+        while True:
+            rows = await self.request("GET", "/v1/accounts", params=params)
+            page = parsed_all(Account, rows, "/v1/accounts")
+            fresh = [account for account in page if account.id not in boundary]
+            if fresh:
+                yield fresh
+            last = page[-1].created_at if page else None
+            if len(page) < ACCOUNTS_PAGE or not fresh or last is None or (cursor is not None and last <= cursor):
+                return
+            boundary = {account.id for account in page if account.created_at == last}
+            cursor = last
+            params["created_after"] = last.isoformat()
 
     async def trade_account(self, account_id: str) -> TradeAccount:
         target = ids.path("v1", "trading", "accounts", ids.uuid(account_id, "account id"), "account")

@@ -220,6 +220,8 @@ class Account(WireModel):
     status: str
     identity: dict[str, Any] | None = None
     contact: dict[str, Any] | None = None
+    created_at: AwareDatetime | None = None
+    """How ``GET /v1/accounts`` pages (``created_after``); absent from some answers the tests model."""
 
 
 class MarketDay(WireModel):

@@ -16,7 +16,7 @@ from datetime import date
 import structlog
 
 from funding.errors import PermanentError, Waiting
-from funding.models import Settlement, SettlementStatus
+from funding.models import Account, Settlement, SettlementStatus
 from funding.money import display
 from funding.planning import Payable, owed
 from jobs import failpoints
@@ -31,6 +31,10 @@ INTENT_TAG = "settlekeeper intent "
 """Prefix of ``additional_info``: how a settlement is found again after a crash."""
 IDENTITY_READS = 24
 """Concurrent ``GET /v1/accounts/{id}`` of customers whose identity is not cached yet (first settlement)."""
+LIST_IDENTITIES_FROM = 200
+"""Missing identities from which pages of ``GET /v1/accounts`` are read first (below, one read each)."""
+ACCOUNTS_PER_LISTED_PAGE = 100
+"""What one page of 1,000 accounts with their identities costs, in reads of one account (45 ms against 0.4 ms)."""
 
 
 async def _batch_intent(ctx: JobContext, deadline: date, batch: Sequence[Payable], why: str) -> Intent:
@@ -149,28 +153,56 @@ async def _transmitters(ctx: JobContext, account_nos: set[str]) -> dict[str, dic
 
 
 async def _read_identities(ctx: JobContext, account_nos: list[str]) -> dict[str, dict[str, str]]:
-    """Name and bank account number of customers not cached yet: ``GET /v1/accounts/{id}``, a few at a time,
-    then cached in Redis."""
-    account_ids = await ctx.accounts.cached(account_nos)
-    pending = iter(account_nos)
-    identities: dict[str, dict[str, str]] = {}
+    """Name and bank account number of customers not cached yet, cached in Redis as read: from pages of
+    ``GET /v1/accounts`` when many are missing (:func:`_listed_identities`), the rest (or all, for a few)
+    ``GET /v1/accounts/{id}``, a few at a time."""
+    identities = await _listed_identities(ctx, set(account_nos)) if len(account_nos) >= LIST_IDENTITIES_FROM else {}
+    rest = [no for no in account_nos if no not in identities]
+    account_ids = await ctx.accounts.cached(rest)
+    pending = iter(rest)
+    read: dict[str, dict[str, str]] = {}
 
-    async def read() -> None:
+    async def reader() -> None:
         for account_no in pending:  # shared: each account is read by one of the readers
             account = await ctx.broker.account(account_ids.get(account_no) or await ctx.account_id(account_no))
-            person = account.identity or {}
-            identities[account_no] = {
-                "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
-                "originator_bank_account_number": account_no,
-            }
+            read[account_no] = _identity(account, account_no)
 
-    readers = [asyncio.create_task(read()) for _ in range(min(IDENTITY_READS, len(account_nos)))]
+    readers = [asyncio.create_task(reader()) for _ in range(min(IDENTITY_READS, len(rest)))]
     try:
         await asyncio.gather(*readers)
     finally:  # on an error, stop the others before it propagates
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    if identities:
-        await ctx.redis.hset(keys.IDENTITIES, mapping={no: json.dumps(i) for no, i in identities.items()})
-    return identities
+    if read:
+        await ctx.redis.hset(keys.IDENTITIES, mapping={no: json.dumps(i) for no, i in read.items()})
+    return identities | read
+
+
+async def _listed_identities(ctx: JobContext, wanted: set[str]) -> dict[str, dict[str, str]]:
+    """The identities of ``wanted`` found on pages of ``GET /v1/accounts?entities=identity`` (1,000 an answer,
+    oldest first), read until each is found or the pages read would have cost more than reading ``wanted`` one by
+    one (:data:`ACCOUNTS_PER_LISTED_PAGE`). Every account met on the way is cached, a page at a time (a later batch
+    of the same run needs them). A listing refused or malformed leaves the rest to the reads one by one."""
+    found: dict[str, dict[str, str]] = {}
+    budget = max(1, len(wanted) // ACCOUNTS_PER_LISTED_PAGE)
+    try:
+        async for page in ctx.broker.account_pages("identity"):
+            listed = {account.account_number: _identity(account, account.account_number) for account in page}
+            await ctx.redis.hset(keys.IDENTITIES, mapping={no: json.dumps(i) for no, i in listed.items()})
+            found.update((no, identity) for no, identity in listed.items() if no in wanted)
+            budget -= 1
+            if len(found) == len(wanted) or budget == 0:
+                break
+    except PermanentError as exc:
+        log.warning("identities_listing_failed", error=str(exc)[:300], found=len(found))
+    return found
+
+
+def _identity(account: Account, account_no: str) -> dict[str, str]:
+    """What ``transmitter_info`` takes from the account of customer ``account_no``."""
+    person = account.identity or {}
+    return {
+        "originator_full_name": " ".join(str(person.get(p, "")) for p in ("given_name", "family_name")).strip(),
+        "originator_bank_account_number": account_no,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time as wall
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from funding.money import ZERO, parse_money, wire
 from sandbox import wire as render
 from sandbox.faults import tamper_jit_report
 from sandbox.http import engine, fingerprint, idempotency_key, read_json, runtime
-from sandbox.state import SandboxError, Transfer
+from sandbox.state import Account, SandboxError, Transfer
 
 IF_SORT_FIELDS = ("created_at", "amount", "deadline")
 MAX_ACCOUNTS = 1000
@@ -61,32 +62,49 @@ def amount_of(body: dict[str, Any], name: str = "amount") -> Any:
 
 
 async def list_accounts(request: web.Request) -> web.Response:
+    """The first 1,000 accounts matching the filters, by creation time (``created_after``/``created_before``
+    inclusive: how a caller pages), with the ``entities`` named (all when none are)."""
     eng = engine(request)
     q = request.query
-    tokens = q.get("query", "").lower().split()
-    rows = []
-    for account in eng.books.by_no.values():
-        haystack = " ".join((account.number, account.given_name, account.family_name, account.email)).lower()
-        if all(token in haystack for token in tokens):
-            rows.append(account)
+    entities = parse_entities(q.get("entities"))
+    rows = eng.books.in_creation_order()
     if "created_after" in q:
         after = parse_instant(q["created_after"], "created_after")
-        rows = [a for a in rows if a.created_at >= after]
+        rows = rows[bisect.bisect_left(rows, after, key=lambda a: a.created_at) :]
     if "created_before" in q:
         before = parse_instant(q["created_before"], "created_before")
-        rows = [a for a in rows if a.created_at <= before]
+        rows = rows[: bisect.bisect_right(rows, before, key=lambda a: a.created_at)]
+    tokens = q.get("query", "").lower().split()
+    if tokens:
+        rows = [a for a in rows if all(token in _haystack(a) for token in tokens)]
     if "status" in q and q["status"] != "ACTIVE":
         rows = []
     sort = q.get("sort", "desc")
     if sort not in ("asc", "desc"):
         raise SandboxError(400, "sort must be asc or desc")
-    rows.sort(key=lambda a: (a.created_at, a.number), reverse=sort == "desc")
-    return web.json_response([render.account(a) for a in rows[:MAX_ACCOUNTS]])
+    chosen = rows[:MAX_ACCOUNTS] if sort == "asc" else rows[: -MAX_ACCOUNTS - 1 : -1]
+    return web.json_response([render.account(a, entities) for a in chosen])
+
+
+def _haystack(account: Account) -> str:
+    return " ".join((account.number, account.given_name, account.family_name, account.email)).lower()
+
+
+def parse_entities(value: str | None) -> frozenset[str]:
+    """``entities``: comma-delimited names from the document's list; none given means all of them."""
+    if value is None:
+        return render.ENTITIES
+    names = frozenset(name for name in value.split(",") if name)
+    unknown = sorted(names - render.ENTITIES)
+    if unknown:
+        known = ", ".join(sorted(render.ENTITIES))
+        raise SandboxError(400, f"unknown entities {', '.join(unknown)[:80]}; known: {known}")
+    return names
 
 
 async def get_account(request: web.Request) -> web.Response:
     account = engine(request).books.account_by_id(request.match_info["account_id"])
-    return web.json_response(render.account(account, full=True))
+    return web.json_response(render.account(account, render.ENTITIES))
 
 
 async def get_trade_account(request: web.Request) -> web.Response:

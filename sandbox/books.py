@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from funding.money import ZERO, quantize
@@ -21,6 +21,7 @@ class Books:
         self.by_id: dict[str, Account] = {}
         self.by_no: dict[str, Account] = {}
         self.ledger: list[LedgerEntry] = []
+        self._in_order: list[Account] | None = None
 
     def seed(self, seed: SeedConfig, now: datetime) -> None:
         """Create the correspondent's firm accounts (docs/broker-api.md "Firm accounts") and ``seed.customers``
@@ -31,15 +32,18 @@ class Books:
             AccountKind.FW: seed.fw_balance,
             AccountKind.DP: seed.dp_balance,
         }
+        # opened a millisecond apart up to ``now``, as accounts are: ``GET /v1/accounts`` pages by creation time
+        count = len(opening) + seed.si_accounts - 1 + seed.customers
+        opened = (now - timedelta(milliseconds=count - 1 - n) for n in range(count))
         for kind, balance in opening.items():
-            account = self._open(f"{seed.firm_prefix}{kind.value}", kind, "Firm", kind.value, now, seed)
+            account = self._open(f"{seed.firm_prefix}{kind.value}", kind, "Firm", kind.value, next(opened), seed)
             self.post(now, account, "cash", balance, "opening balance", "seed", "external")
         for n in range(2, seed.si_accounts + 1):
-            self._open(f"{seed.firm_prefix}SI{n}", AccountKind.SI, "Firm", f"SI{n}", now, seed)
+            self._open(f"{seed.firm_prefix}SI{n}", AccountKind.SI, "Firm", f"SI{n}", next(opened), seed)
         for n in range(seed.customers):
             given = _FIRST_NAMES[n % len(_FIRST_NAMES)]
             family = _LAST_NAMES[(n // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
-            account = self._open(f"81{n + 1:08d}", AccountKind.CUSTOMER, given, family, now, seed)
+            account = self._open(f"81{n + 1:08d}", AccountKind.CUSTOMER, given, family, next(opened), seed)
             self.post(now, account, "cash", seed.customer_cash, "opening balance", "seed", "external")
 
     def _open(
@@ -56,7 +60,14 @@ class Books:
         )
         self.by_id[account.id] = account
         self.by_no[account.number] = account
+        self._in_order = None
         return account
+
+    def in_creation_order(self) -> list[Account]:
+        """Every account, oldest first (ties by number): sorted again only after an account is opened."""
+        if self._in_order is None:
+            self._in_order = sorted(self.by_no.values(), key=lambda a: (a.created_at, a.number))
+        return self._in_order
 
     def account(self, number: str) -> Account:
         """The account with this number, or 404."""

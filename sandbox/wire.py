@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -88,7 +89,13 @@ def journal(j: Journal, *, batch: bool = False) -> dict[str, Any]:
     return body
 
 
-def account(a: Account, *, full: bool = False) -> dict[str, Any]:
+ENTITIES = frozenset(
+    {"agreements", "contact", "disclosures", "documents", "identity", "trading_configurations", "trusted_contact"}
+)
+"""What ``GET /v1/accounts`` may be asked to include (``entities``); the sandbox renders contact and identity."""
+
+
+def account(a: Account, entities: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": a.id,
         "account_number": a.number,
@@ -99,7 +106,7 @@ def account(a: Account, *, full: bool = False) -> dict[str, Any]:
         "created_at": et_iso(a.created_at),
         "account_type": "trading",
     }
-    if full:
+    if "contact" in entities:
         body["contact"] = {
             "email_address": a.email,
             "phone_number": "+15555550100",
@@ -108,6 +115,7 @@ def account(a: Account, *, full: bool = False) -> dict[str, Any]:
             "state": "CA",
             "postal_code": "94401",
         }
+    if "identity" in entities:
         body["identity"] = {
             "given_name": a.given_name,
             "family_name": a.family_name,

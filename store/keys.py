@@ -66,9 +66,9 @@ ACCOUNT_IDS = f"{PREFIX}account_ids"
 """Hash: account number → account UUID, learned from ``GET /v1/accounts?query=`` (docs/broker-api.md "Account
 numbers and ids")."""
 IDENTITIES = f"{PREFIX}identities"
-"""Hash: account number → its customer's transmitter identity (JSON: name and bank account number, from
-``GET /v1/accounts/{id}``), read for a settlement's ``transmitter_info``: one field each, so a batch of 50,000
-transfers reads its customers' in one ``HMGET``."""
+"""Hash: account number → its customer's transmitter identity (JSON: name and bank account number, from pages
+of ``GET /v1/accounts`` or from ``GET /v1/accounts/{id}``), read for a settlement's ``transmitter_info``: one
+field each, so a batch of 50,000 transfers reads its customers' in one ``HMGET``."""
 SETTLED_BY = f"{PREFIX}settled_by"
 """Hash: transfer id → key of the settle intent that included it, written before the settlement POST, so
 a COMPLETED transfer is stored as settled by ``settlekeeper`` (else by ``partner``)."""

@@ -27,6 +27,7 @@ from funding.errors import (
     TransportError,
 )
 from funding.models import IFStatus
+from sandbox.http import RUNTIME
 from tests.support.sandbox import MONDAY_10AM, Sandbox, SandboxFactory
 
 SECRET = "s3cr3t-Zebra-Quokka-7731"
@@ -107,6 +108,28 @@ async def test_list_transfers_pages_past_the_page_size(make_sandbox: SandboxFact
     assert set(ids) == {t["id"] for t in created}
     assert {str(t.id) for t in executed} == set(ids)
     assert (pending, other_day) == ([], [])
+
+
+@pytest.mark.parametrize("shared", [1, 2], ids=["a-page-ends-inside-an-instant", "a-page-all-of-one-instant"])
+async def test_account_pages_walk_the_accounts_by_creation_time_once_each(
+    make_sandbox: SandboxFactory, sleep: FakeSleep, monkeypatch: pytest.MonkeyPatch, shared: int
+) -> None:
+    """account_pages pages by ``created_after`` (inclusive): oldest first, no account twice where a page ends
+    inside an instant; a page all of one instant cannot move on, and the walk ends there instead of looping."""
+    monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
+    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)
+    sandbox = await make_sandbox(customers=10)
+    ordered = sandbox.app[RUNTIME].engine.books.in_creation_order()
+    for account in ordered[3 : 3 + shared]:  # opened in the instant the 3rd one was (the order is unchanged)
+        account.created_at = ordered[2].created_at
+    async with broker(sandbox.base_url, sleep) as client:
+        pages = [page async for page in client.account_pages("identity")]
+    walked = [a.account_number for page in pages for a in page]
+    reachable = len(ordered) if shared == 1 else 5  # three of one instant: pages [0-2], [2-4], then [2-4] again
+    assert walked == [a.number for a in ordered[:reachable]]
+    names = {a.account_number: (a.identity or {}).get("given_name") for page in pages for a in page}
+    assert names == {a.number: a.given_name for a in ordered[:reachable]}
+    assert all(a.contact is None for page in pages for a in page)  # only the entities asked for
 
 
 async def test_find_account_and_trade_account(sandbox: Sandbox, sleep: FakeSleep) -> None:

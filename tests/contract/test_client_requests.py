@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import date, time
 from typing import Any
 
+import pytest
 import redis
 
 from funding.calendar import at_et
@@ -50,8 +51,13 @@ async def test_every_request_of_a_day_is_one_the_document_describes(
     run_worker: RunWorker,
     redis_client: redis.Redis,
     start_listener: ListenerFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Paths, query parameters (name, type, format, enum, minimum) and JSON bodies all fit Alpaca's document."""
+    monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", 1)  # the settlements read identities by listing
+    monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", 1)
+    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)  # and page on, with ``created_after``
+    monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
     sandbox = await make_sandbox(settlement_delay_seconds=0, **BIG_JNLC)
     running = await start_listener(sandbox, streams="activities,journals,nta", limits_poll_seconds=0.2)
     await until_connected(running)
@@ -64,6 +70,7 @@ async def test_every_request_of_a_day_is_one_the_document_describes(
     print(f"\n{len(sent)} requests checked against the document, {len(operations)} operations: {operations}")
     assert not problems, "\n".join(sorted(set(problems)))
     assert {"POST /v1/journals", "POST /v1/instant_funding/settlements", "GET /v2/calendar/{market}"} <= set(operations)
+    assert any(r["path"] == "/v1/accounts" and "created_after=" in r["query"] for r in sent)
 
 
 def test_the_request_check_catches_what_the_client_used_to_send() -> None:
