@@ -21,9 +21,10 @@ import aiohttp
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from broker.rows import plain_transfer
+from broker.rows import plain_listed, plain_transfer
 from config.settings import Settings
 from funding import ids
+from funding.dues import Listed
 from funding.errors import (
     AuthenticationError,
     ClientError,
@@ -66,6 +67,7 @@ OnRetry = Callable[[str, str, float], None]
 """Told of every retry wait: (error kind, ``METHOD /path``, seconds); the listener counts it in a metric."""
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = MAX_RETRY_WAIT_SECONDS) -> float:
@@ -232,6 +234,26 @@ class BrokerClient:
     ) -> AsyncIterator[list[InstantFunding]]:
         """The transfers matching the filters a page at a time (the caller keeps what it needs of each), the next
         page asked for while this one is validated and used."""
+        async for page in self._pages(_transfer, status=status, system_date=system_date, deadline=deadline):
+            yield page
+
+    async def listed_pages(self, *, status: IFStatus, deadline: date) -> AsyncIterator[list[Listed]]:
+        """:meth:`transfer_pages` as a settle run keeps them (:class:`~funding.dues.Listed`): a row of the usual
+        shape checked field by field without building its model (a million on a large day), any other through
+        the model."""
+        async for page in self._pages(_listed, status=status, deadline=deadline):
+            yield page
+
+    async def _pages(
+        self,
+        read: Callable[[Any], T],
+        *,
+        status: IFStatus | None = None,
+        system_date: date | None = None,
+        deadline: date | None = None,
+    ) -> AsyncIterator[list[T]]:
+        """The rows of ``GET /v1/instant_funding`` a page at a time, each made into what ``read`` makes of it, the
+        next page asked for while this one is read."""
         params: dict[str, str] = {"limit": str(PAGE_SIZE), "sort_by": "created_at", "sort_order": "ASC"}
         if status is not None:
             params["status"] = status.value
@@ -250,12 +272,12 @@ class BrokerClient:
         seen = 0
         page = await page_at(0)
         while True:
-            # a full page means another one: ask for it now, and validate this one while the server answers
+            # a full page means another one: ask for it now, and read this one while the server answers
             ahead = asyncio.ensure_future(page_at(seen + len(page))) if len(page) >= PAGE_SIZE else None
             try:
-                await asyncio.sleep(0)  # lets the request go out before the validation below holds the loop
+                await asyncio.sleep(0)  # lets the request go out before the reading holds the loop
                 seen += len(page)
-                yield [plain_transfer(row) or parsed(InstantFunding, row, "/v1/instant_funding") for row in page]
+                yield [read(row) for row in page]
             except BaseException:  # an error, or the caller stopped reading: the page asked for ahead is not wanted
                 if ahead is not None:
                     ahead.cancel()
@@ -391,6 +413,14 @@ def parsed(model: type[M], body: Any, where: str) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         raise _malformed(model, where, exc) from exc
+
+
+def _transfer(row: Any) -> InstantFunding:
+    return plain_transfer(row) or parsed(InstantFunding, row, "/v1/instant_funding")
+
+
+def _listed(row: Any) -> Listed:
+    return plain_listed(row) or Listed.of(parsed(InstantFunding, row, "/v1/instant_funding"))
 
 
 def parsed_all(model: type[M], rows: Any, where: str) -> list[M]:

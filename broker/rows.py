@@ -10,13 +10,16 @@ stays the judge of everything unusual. ``tests/fuzz/test_client_answers.py`` hol
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from funding import ids
+from funding.dues import Listed
 from funding.errors import MalformedDataError
 from funding.models import IFStatus, InstantFunding, amount_of_text, shared_day
 from funding.money import is_plain_amount
@@ -42,8 +45,27 @@ _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d
 _STATUSES = {status.value: status for status in IFStatus}
 
 
-def plain_transfer(row: Any) -> InstantFunding | None:
-    """``row`` as the model it is, when it has the plain shape above; None when the model must read it."""
+class _Checked(NamedTuple):
+    transfer_id: str
+    account_no: str
+    source_account_no: str
+    status: IFStatus
+    system_date: date
+    deadline: date
+    created_at: datetime
+    amount: Decimal
+    remaining_payable: Decimal
+    total_interest: Decimal
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(text: str) -> date:
+    """An ISO date of a row (a listing names a few): MalformedDataError if it is not one."""
+    return shared_day(ids.iso_date(text, "date"))
+
+
+def _checked(row: Any) -> _Checked | None:
+    """The values of ``row`` when it has the plain shape above, each checked; None when the model must read it."""
     if type(row) is not dict or not row.keys() <= FIELDS or len(row.keys() - {"interests", "fees"}) != 10:
         return None
     if row.get("interests", []) != [] or row.get("fees", []) != []:
@@ -59,22 +81,59 @@ def plain_transfer(row: Any) -> InstantFunding | None:
     if status not in _STATUSES or not _INSTANT.fullmatch(created) or not all(map(is_plain_amount, amounts)):
         return None
     try:
-        system_date, deadline = (shared_day(ids.iso_date(day, "date")) for day in days)
+        system_date, deadline = _day(days[0]), _day(days[1])
         created_at = datetime.fromisoformat(created)
     except (MalformedDataError, ValueError):  # not a calendar date or time (2026-02-30)
         return None
+    amount, remaining, interest = map(amount_of_text, amounts)
+    return _Checked(
+        transfer_id.lower(),
+        sys.intern(account_no),
+        sys.intern(source),
+        _STATUSES[status],
+        system_date,
+        deadline,
+        created_at,
+        amount,
+        remaining,
+        interest,
+    )
+
+
+def plain_transfer(row: Any) -> InstantFunding | None:
+    """``row`` as the model it is, when it has the plain shape above; None when the model must read it."""
+    checked = _checked(row)
+    if checked is None:
+        return None
     return InstantFunding.model_construct(
         {"interests", "fees"} & row.keys() | FIELDS - {"interests", "fees"},
-        id=UUID(transfer_id),
-        account_no=sys.intern(account_no),
-        source_account_no=sys.intern(source),
-        amount=amount_of_text(amounts[0]),
-        status=_STATUSES[status],
-        system_date=system_date,
-        deadline=deadline,
-        created_at=created_at,
-        remaining_payable=amount_of_text(amounts[1]),
-        total_interest=amount_of_text(amounts[2]),
+        id=UUID(checked.transfer_id),
+        account_no=checked.account_no,
+        source_account_no=checked.source_account_no,
+        amount=checked.amount,
+        status=checked.status,
+        system_date=checked.system_date,
+        deadline=checked.deadline,
+        created_at=checked.created_at,
+        remaining_payable=checked.remaining_payable,
+        total_interest=checked.total_interest,
         interests=[],
         fees=[],
+    )
+
+
+def plain_listed(row: Any) -> Listed | None:
+    """``row`` as a settle run keeps it (:class:`~funding.dues.Listed`), when it has the plain shape above: the
+    same checks as :func:`plain_transfer`, without building the model. None when the model must read it."""
+    checked = _checked(row)
+    if checked is None:
+        return None
+    return Listed(
+        checked.transfer_id,
+        checked.account_no,
+        checked.source_account_no,
+        checked.amount,
+        checked.remaining_payable,
+        checked.total_interest,
+        checked.created_at,
     )

@@ -1,9 +1,10 @@
 """The transfers due on one deadline as the settle path reads them, held in columns.
 
 A settle run needs, of each transfer due, its id, account, amount, remaining payable, interest and creation
-time; a validated :class:`~funding.models.InstantFunding` holds them in about 1 KB. :class:`Dues` keeps them in
-arrays (the id as its 16 bytes, cents as integers, the account as an index into the day's accounts): about
-60 bytes a transfer, so a million due on one day take some 60 MB, not a gigabyte. It is a read-only sequence of
+time; a validated :class:`~funding.models.InstantFunding` holds them in about 1 KB. :class:`Dues` keeps them,
+each given as a :class:`Listed`, in arrays (the id as its 16 bytes, cents as integers, the account as an index
+into the day's accounts): about 60 bytes a transfer, so a million due on one day take some 60 MB, not a
+gigabyte. It is a read-only sequence of
 :class:`Due` records made on access; a slice is a view, and only a settlement-sized batch is ever turned into
 records at once.
 
@@ -13,12 +14,13 @@ beside the columns.
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import overload
+from typing import NamedTuple, overload
 
 from funding.models import InstantFunding
 from funding.money import CENT, ZERO
@@ -36,7 +38,40 @@ class Due:
     created_at: datetime
 
 
+class Listed(NamedTuple):
+    """One transfer of the day's listing as :meth:`Dues.add` takes it: what the Broker adapter checked of a row
+    (field by field, or through the model: :meth:`of`)."""
+
+    id: str
+    """Canonical (lower-case, hyphenated) UUID text."""
+    account_no: str
+    source_account_no: str
+    amount: Decimal
+    remaining_payable: Decimal
+    total_interest: Decimal
+    created_at: datetime
+
+    @classmethod
+    def of(cls, transfer: InstantFunding) -> Listed:
+        return cls(
+            str(transfer.id),
+            transfer.account_no,
+            transfer.source_account_no,
+            transfer.amount,
+            transfer.remaining_payable,
+            transfer.total_interest,
+            transfer.created_at,
+        )
+
+
 _COLUMNS = ("amount", "remaining_payable", "total_interest")
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_cents(value: Decimal) -> int | None:
+    """``value`` in cents, or None when it is not a whole number of them (a listing repeats a few amounts)."""
+    cents = value * 100
+    return int(cents) if cents == cents.to_integral_value() else None
 
 
 class _Positions(Sequence[Due]):
@@ -81,20 +116,19 @@ class Dues(_Positions):
         self.total = ZERO
         """The remaining payable of every transfer added."""
 
-    def add(self, transfer: InstantFunding) -> None:
+    def add(self, transfer: Listed) -> None:
         n = len(self._account)
-        self._ids += transfer.id.bytes
+        self._ids += bytes.fromhex(transfer.id.replace("-", ""))
         index = self._account_index.get(transfer.account_no)
         if index is None:
             index = self._account_index[transfer.account_no] = len(self._accounts)
             self._accounts.append(transfer.account_no)
         self._account.append(index)
-        for name, value in zip(
-            _COLUMNS, (transfer.amount, transfer.remaining_payable, transfer.total_interest), strict=True
-        ):
-            cents = int(value * 100)
-            if cents != value * 100:
+        for name, value in zip(_COLUMNS, transfer[3:6], strict=True):
+            cents = _whole_cents(value)
+            if cents is None:
                 self._inexact[(n, name)] = value
+                cents = int(value * 100)
             self._cents[name].append(cents)
         self._created.append(transfer.created_at.timestamp())
         self.total += transfer.remaining_payable

@@ -71,8 +71,8 @@ async def unsettled(ctx: JobContext, deadline: date) -> Dues:
     due = Dues()
     si = ctx.settings.si_account_no
     for status in (IFStatus.EXECUTED, IFStatus.PENDING):
-        async for page in ctx.broker.transfer_pages(status=status, deadline=deadline):
+        async for page in ctx.broker.listed_pages(status=status, deadline=deadline):
             for t in page:
-                if t.source_account_no == si and (not busy or str(t.id) not in busy):
+                if t.source_account_no == si and (not busy or t.id not in busy):
                     due.add(t)
     return due

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from funding.dues import Due, Dues
+from funding.dues import Due, Dues, Listed
 from funding.planning import chunks, make_plan, owed
 from tests.funding.test_planning import DEADLINE, transfer
 
@@ -17,7 +17,7 @@ def test_each_transfer_comes_back_exactly_as_it_was_added() -> None:
     models = [transfer("10.00", minute=1), transfer("0.01", account="8100000002", interest="0.07", minute=2)]
     dues = Dues()
     for model in models:
-        dues.add(model)
+        dues.add(Listed.of(model))
     assert list(dues) == [
         Due(str(m.id), m.account_no, m.amount, m.remaining_payable, m.total_interest, m.created_at) for m in models
     ]
@@ -30,7 +30,7 @@ def test_each_transfer_comes_back_exactly_as_it_was_added() -> None:
 def test_an_amount_that_is_not_whole_cents_is_kept_exact() -> None:
     """A sub-cent amount (none is on Alpaca's wire) comes back as given, not rounded to its cents."""
     dues = Dues()
-    dues.add(transfer("12.345", interest="0.0049"))
+    dues.add(Listed.of(transfer("12.345", interest="0.0049")))
     [due] = dues
     assert (due.amount, due.total_interest, due.remaining_payable) == (
         Decimal("12.345"),
@@ -45,7 +45,7 @@ def test_slices_are_views_in_order_and_plans_keep_the_columns() -> None:
     models = [transfer("1.00", minute=n) for n in range(7)]
     dues = Dues()
     for model in models:
-        dues.add(model)
+        dues.add(Listed.of(model))
     assert [d.id for d in dues[2:5]] == [str(m.id) for m in models[2:5]]
     assert [d.id for d in dues[2:5][1:]] == [str(m.id) for m in models[3:5]]
     plan = make_plan(DEADLINE, dues, si_cash=Decimal(0), rf_available=Decimal(100))
@@ -58,7 +58,7 @@ def test_slices_are_views_in_order_and_plans_keep_the_columns() -> None:
 
 def test_a_hundred_thousand_transfers_take_under_a_hundred_bytes_each() -> None:
     """Held in columns, 100,000 transfers of 2,000 accounts cost under 100 bytes each (a model takes about 1 KB)."""
-    models = [transfer("25.00", account=f"81{n % 10_000:08d}", minute=n % 600) for n in range(2_000)]
+    models = [Listed.of(transfer("25.00", account=f"81{n % 10_000:08d}", minute=n % 600)) for n in range(2_000)]
     dues = Dues()
     tracemalloc.start()
     try:

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from broker.client import BrokerClient
-from broker.rows import plain_transfer
+from broker.rows import plain_listed, plain_transfer
 from config.settings import load_settings
 from funding import models
+from funding.dues import Listed
 from funding.errors import (
     AuthenticationError,
     ClientError,
@@ -305,12 +306,14 @@ def test_a_plain_row_takes_the_plain_path() -> None:
 @settings(max_examples=examples(150), deadline=None)
 @given(listed_rows())
 def test_a_listed_row_reads_on_the_plain_path_exactly_as_the_model_reads_it(rows: list[Any]) -> None:
-    """The plain path (broker/rows.py) either declines a row or gives the very model InstantFunding validates
-    (from the plain row mutated, or any documented row)."""
+    """The plain paths (broker/rows.py) either decline a row or give the very model InstantFunding validates, and
+    the settle run's columns of it (from the plain row mutated, or any documented row)."""
     for row in rows:
-        plain = plain_transfer(row)
+        plain, listed = plain_transfer(row), plain_listed(row)
+        assert (plain is None) == (listed is None)  # the same checks decline the same rows
         if plain is not None:
-            assert plain == models.InstantFunding.model_validate(row)
+            model = models.InstantFunding.model_validate(row)
+            assert (plain, listed) == (model, Listed.of(model))
 
 
 def answered(status: int, raw: bytes, *headers: tuple[bytes, bytes]) -> bytes:
