@@ -150,10 +150,10 @@ async def ledger(request: web.Request) -> web.Response:
     """Every balance change, optionally for one account (``?account_no=``) or after a ``since`` seq."""
     eng = engine(request)
     account_no = request.query.get("account_no")
-    since = int(request.query.get("since", "0"))
+    since = max(int(request.query.get("since", "0")), 0)
     rows = [
         {
-            "seq": e.seq,
+            "seq": seq,
             "at": render.et_iso(e.at),
             "account_no": e.account_no,
             "balance": e.balance,
@@ -163,7 +163,7 @@ async def ledger(request: web.Request) -> web.Response:
             "ref": e.ref,
             "counterparty": e.counterparty,
         }
-        for e in eng.books.ledger[since:]
+        for seq, e in enumerate(eng.books.ledger[since:], since + 1)
         if account_no is None or e.account_no == account_no
     ]
     return web.json_response({"entries": rows})

@@ -107,9 +107,7 @@ class Books:
             raise SandboxError(403, f"the DP account {account.number} can never be debited")
         after = quantize(getattr(account, balance) + delta)
         setattr(account, balance, after)
-        self.ledger.append(
-            LedgerEntry(len(self.ledger) + 1, at, account.number, balance, delta, after, reason, ref, counterparty)
-        )
+        self.ledger.append(LedgerEntry(at, account.number, balance, delta, int(after * 100), reason, ref, counterparty))
 
 
 @functools.lru_cache(maxsize=4096)

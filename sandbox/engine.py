@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from string import Template
 
 from funding.banking import BankingCalendar
 from funding.calendar import CYCLE_CUTOFF, SETTLEMENT_CUTOFF, TradingCalendar, at_et, to_et
@@ -42,6 +43,9 @@ from sandbox.state import (
 
 MAX_TRANSFERS_PER_SETTLEMENT = 50_000
 IF_COUNTERPARTY = "Alpaca (instant funding)"
+MEMOPOST = Template("type: instant_funding_memopost, transfer_id: $transfer_id")
+DEPOSIT = Template("type: instant_funding_deposit, transfer_id: $transfer_id, settlement_id: $settlement_id")
+"""The descriptions of a transfer's activities, written from each event's details when it is read."""
 """Ledger counterparty of memoposted buying power: Alpaca fronts it; SI pays it back at settlement."""
 MARGIN_CALL_TIME = time(9, 0)
 LIQUIDATION_TIME = time(9, 30)
@@ -302,7 +306,7 @@ class Engine:
             symbol="INSTANTUSD",
             settle_date=transfer.system_date,
             system_date=transfer.system_date,
-            description=f"type: instant_funding_memopost, transfer_id: {transfer.id}",
+            description=MEMOPOST,
             details={"transfer_id": transfer.id, "group_id": None},
         )
 
@@ -332,7 +336,9 @@ class Engine:
             transfer, account, self.settle_date(), f"type: instant_funding_memopost, transfer_id: {transfer.id}, {why}"
         )
 
-    def _mem_canceled(self, transfer: Transfer, account: Account, settle_date: date, description: str) -> None:
+    def _mem_canceled(
+        self, transfer: Transfer, account: Account, settle_date: date, description: str | Template
+    ) -> None:
         """The MEM activity of ``transfer`` goes ``canceled`` (settled, or canceled at 8 PM or by the partner)."""
         self.emit.activity(
             self.now,
@@ -539,9 +545,7 @@ class Engine:
             transfer.settlement_id = settlement.id
             transfer.updated_at = self.now
             self._use_limit(transfer, -1)
-            self._mem_canceled(
-                transfer, account, settle_date, f"type: instant_funding_memopost, transfer_id: {transfer.id}"
-            )
+            self._mem_canceled(transfer, account, settle_date, MEMOPOST)
             self.emit.activity(
                 self.now,
                 account,
@@ -550,9 +554,7 @@ class Engine:
                 net_amount=transfer.amount,
                 settle_date=settle_date,
                 system_date=transfer.system_date,
-                description=(
-                    f"type: instant_funding_deposit, transfer_id: {transfer.id}, settlement_id: {settlement.id}"
-                ),
+                description=DEPOSIT,
                 details={"transfer_id": transfer.id, "settlement_id": settlement.id},
             )
         if source.cash > 0:

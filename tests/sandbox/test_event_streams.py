@@ -196,6 +196,10 @@ async def test_settlement_cancels_the_memopost_and_books_a_csd(sandbox: Sandbox)
     assert csd["details"] == {"system_date": MONDAY, "transfer_id": transfer_id, "settlement_id": settlement["id"]}
     assert csd["net_amount"] == "20.00"
     assert csd["account_id"] == mem["account_id"]
+    assert (canceled["description"], csd["description"]) == (
+        f"type: instant_funding_memopost, transfer_id: {transfer_id}",
+        f"type: instant_funding_deposit, transfer_id: {transfer_id}, settlement_id: {settlement['id']}",
+    )
 
 
 async def test_journal_status_stream_goes_queued_then_executed(sandbox: Sandbox) -> None:
