@@ -73,7 +73,7 @@ def profile(url: str, count: int) -> list[tuple[str, float]]:
     """Bytes per transfer by key: its own keys (``MEMORY USAGE``) and the shared ones divided by ``count``."""
     client = redis.Redis.from_url(url)
     one = str(uuid.UUID(int=count // 2 + 1))
-    own = [("transfer hash", keys.transfer(one)), ("statuses set", keys.transfer_statuses(one))]
+    own = [("transfer hash", keys.transfer(one))]
     shared = [
         ("unsettled set", keys.UNSETTLED),
         (f"due:{DEADLINE} set", keys.due(DEADLINE)),

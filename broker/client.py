@@ -221,24 +221,13 @@ class BrokerClient:
     ) -> list[InstantFunding]:
         """Every transfer matching the filters, paging with ``limit``/``offset``."""
         rows: list[InstantFunding] = []
-        async for page in self.transfer_pages(status=status, system_date=system_date, deadline=deadline):
+        async for page in self._pages(_transfer, status=status, system_date=system_date, deadline=deadline):
             rows.extend(page)
         return rows
 
-    async def transfer_pages(
-        self,
-        *,
-        status: IFStatus | None = None,
-        system_date: date | None = None,
-        deadline: date | None = None,
-    ) -> AsyncIterator[list[InstantFunding]]:
-        """The transfers matching the filters a page at a time (the caller keeps what it needs of each), the next
-        page asked for while this one is validated and used."""
-        async for page in self._pages(_transfer, status=status, system_date=system_date, deadline=deadline):
-            yield page
-
     async def listed_pages(self, *, status: IFStatus, deadline: date) -> AsyncIterator[list[Listed]]:
-        """:meth:`transfer_pages` as a settle run keeps them (:class:`~funding.dues.Listed`): a row of the usual
+        """The transfers of a status due on ``deadline`` a page at a time, as a settle run keeps them
+        (:class:`~funding.dues.Listed`), the next page asked for while this one is read: a row of the usual
         shape checked field by field without building its model (a million on a large day), any other through
         the model."""
         async for page in self._pages(_listed, status=status, deadline=deadline):

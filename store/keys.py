@@ -15,12 +15,15 @@ PREFIX = "sk:"
 
 
 def transfer(transfer_id: str) -> str:
-    """Hash: one IF transfer as last read from the Broker API (amounts as decimal strings)."""
+    """Hash: one IF transfer as last read from the Broker API (amounts as decimal strings); ``statuses``: every
+    status it was recorded in, space-separated (the (transfer id, status) de-duplication)."""
     return f"{PREFIX}transfer:{transfer_id}"
 
 
 def transfer_statuses(transfer_id: str) -> str:
-    """Set: every status a transfer was recorded in (the (transfer id, status) de-duplication)."""
+    """Set: every status a transfer was recorded in, as the store kept them before 2026-12-03; they are now the
+    ``statuses`` field of :func:`transfer` (a field costs some 20 bytes, the set 232), and the record step folds a
+    set it still finds into that field and deletes it."""
     return f"{PREFIX}transfer:{transfer_id}:statuses"
 
 

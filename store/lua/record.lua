@@ -1,5 +1,5 @@
 -- The record step of store/transfers.py (TransferStore.record): one transfer as the Broker API returned it.
--- KEYS: transfer, statuses, records, outbox, leader
+-- KEYS: transfer, statuses (the set a transfer recorded before 2026-12-03 has), records, outbox, leader
 -- ARGV: token, json record, prefix, retention, action ttl, records maxlen, n actions, then per action:
 --       kind, job id, account no, deadline, pending key, sequence key
 if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then
@@ -8,9 +8,20 @@ end
 local r = cjson.decode(ARGV[2])
 local p = ARGV[3]
 local rank = {PENDING = 0, EXECUTED = 1, COMPLETED = 2, CANCELED = 2, FAILED = 2}
-local old = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'due_cents', 'interest_cents')
+local old = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'due_cents', 'interest_cents', 'statuses')
 local old_status = old[1] or ''
-local duplicate = redis.call('SISMEMBER', KEYS[2], r.status) == 1
+-- every status the transfer was recorded in, space-separated, in the hash (the (id, status) de-duplication);
+-- a transfer recorded before they moved there has them in a set of its own (KEYS[2]): read, folded in, deleted
+local seen = old[5] or ''
+local migrating = not old[5] and old_status ~= ''
+if migrating then
+  seen = table.concat(redis.call('SMEMBERS', KEYS[2]), ' ')
+end
+local duplicate = string.find(' ' .. seen .. ' ', ' ' .. r.status .. ' ', 1, true) ~= nil
+local statuses = seen
+if not duplicate then
+  statuses = (seen == '') and r.status or (seen .. ' ' .. r.status)
+end
 if old_status ~= '' and rank[r.status] < rank[old_status] then
   return {0, old_status}  -- a stale read: never move backwards
 end
@@ -34,7 +45,11 @@ redis.call('HSET', KEYS[1],
   'remaining_payable', r.remaining_payable, 'total_interest', r.total_interest,
   'interest_cents', r.interest_cents,
   'due_cents', unsettled and r.due_cents or '0', 'created_at', r.created_at,
-  'updated_at', r.observed_at, 'source', r.source)
+  'updated_at', r.observed_at, 'source', r.source,
+  'statuses', statuses)
+if migrating then
+  redis.call('DEL', KEYS[2])
+end
 if r.settlement_id ~= '' then
   redis.call('HSET', KEYS[1], 'settlement_id', r.settlement_id)
 end
@@ -56,11 +71,9 @@ end
 if duplicate then
   return {2, old_status}  -- same status, new interest: fields updated, no record, no action
 end
-redis.call('SADD', KEYS[2], r.status)
 if not unsettled then
   redis.call('SREM', p .. 'unsettled', r.id)
   redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
   'transfer_id', r.id, 'from', old_status, 'to', r.status, 'at', r.observed_at, 'source', r.source,

@@ -113,10 +113,28 @@ async def test_completion_unindexes_and_sets_retention(store: TransferStore, red
     assert await store.unsettled_due(TOMORROW) == {str(kept.id)}
     assert await store.unsettled_ids() == {str(kept.id)}
     assert await store.amount_due(TOMORROW) == kept.remaining_payable
-    for key in (keys.transfer(str(settled.id)), keys.transfer_statuses(str(settled.id))):
-        assert store.retention_seconds - 5 < redis_client.ttl(key) <= store.retention_seconds
+    ttl = redis_client.ttl(keys.transfer(str(settled.id)))
+    assert store.retention_seconds - 5 < ttl <= store.retention_seconds
     assert redis_client.ttl(keys.transfer(str(kept.id))) == -1
     assert [e["to"] for e in records(redis_client)] == ["EXECUTED", "EXECUTED", "COMPLETED"]
+
+
+async def test_statuses_kept_in_a_set_of_their_own_are_folded_into_the_hash(
+    store: TransferStore, redis_client: redis.Redis
+) -> None:
+    """A transfer recorded before its statuses moved into its hash (a set of them beside it): seen again in one of
+    them it is a duplicate (no record, no action); a new status folds the set into the hash and deletes it."""
+    t = make_transfer()
+    assert await record(store, t) == "recorded"
+    redis_client.hdel(keys.transfer(str(t.id)), "statuses")  # as the store wrote it before 2026-12-03
+    redis_client.sadd(keys.transfer_statuses(str(t.id)), "PENDING", "EXECUTED")
+    assert await record(store, t) == "duplicate"
+    assert len(records(redis_client)) == 1
+    assert await record(store, make_transfer("COMPLETED", transfer_id=str(t.id))) == "recorded"
+    assert not redis_client.exists(keys.transfer_statuses(str(t.id)))
+    statuses = (await store.transfer(str(t.id)))["statuses"].split()
+    assert sorted(statuses) == ["COMPLETED", "EXECUTED", "PENDING"]
+    assert await record(store, make_transfer("EXECUTED", transfer_id=str(t.id))) == "duplicate"
 
 
 async def test_cancel_enqueues_one_cover_per_account_and_deadline(store: TransferStore) -> None:
@@ -265,7 +283,6 @@ async def test_scripts_write_only_keys_named_in_keys_module(store: TransferStore
     await record(store, t)
     per_transfer = {
         keys.transfer(str(t.id)),
-        keys.transfer_statuses(str(t.id)),
         keys.account_transfers(ACCOUNT),
         keys.system_date_transfers(t.system_date),
     }
