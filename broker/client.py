@@ -8,6 +8,8 @@ A settlement POST has no idempotency key (docs/broker-api.md "Settlements") and 
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import random
 import re
 import time
@@ -55,6 +57,9 @@ _SAFE_PATH = re.compile(r"(/[A-Za-z0-9._~%-]+)+")
 """What :func:`funding.ids.path` builds: segments of unreserved characters and percent-escapes only."""
 PAGE_SIZE = 100
 """The IF list endpoint's maximum ``limit``."""
+PAGES_AHEAD = 2
+"""Pages of a listing asked for before they are read: one request's round trip costs more than reading its page
+(bench/run "settle": 2.8 ms a page one at a time, 1.1 ms to read one)."""
 ACCOUNTS_PAGE = 1000
 """``GET /v1/accounts`` answers the first 1,000 accounts that match."""
 MAX_RETRY_WAIT_SECONDS = 30.0
@@ -241,8 +246,9 @@ class BrokerClient:
         system_date: date | None = None,
         deadline: date | None = None,
     ) -> AsyncIterator[list[T]]:
-        """The rows of ``GET /v1/instant_funding`` a page at a time, each made into what ``read`` makes of it, the
-        next page asked for while this one is read."""
+        """The rows of ``GET /v1/instant_funding`` a page at a time, each made into what ``read`` makes of it; after
+        a full page, the next :data:`PAGES_AHEAD` are asked for while it is read (a page past the end answers empty
+        and is not read)."""
         params: dict[str, str] = {"limit": str(PAGE_SIZE), "sort_by": "created_at", "sort_order": "ASC"}
         if status is not None:
             params["status"] = status.value
@@ -258,23 +264,25 @@ class BrokerClient:
                 raise MalformedDataError("GET /v1/instant_funding did not return an array")
             return page
 
-        seen = 0
-        page = await page_at(0)
-        while True:
-            # a full page means another one: ask for it now, and read this one while the server answers
-            ahead = asyncio.ensure_future(page_at(seen + len(page))) if len(page) >= PAGE_SIZE else None
-            try:
-                await asyncio.sleep(0)  # lets the request go out before the reading holds the loop
-                seen += len(page)
+        offsets = itertools.count(0, PAGE_SIZE)
+        asked = collections.deque([asyncio.ensure_future(page_at(next(offsets)))])
+        try:
+            while True:
+                page = await asked.popleft()
+                if len(page) > PAGE_SIZE:
+                    raise MalformedDataError(f"GET /v1/instant_funding answered {len(page)} rows to limit={PAGE_SIZE}")
+                full = len(page) == PAGE_SIZE
+                if full:  # more may follow: the next pages are asked for while this one is read
+                    while len(asked) < PAGES_AHEAD:
+                        asked.append(asyncio.ensure_future(page_at(next(offsets))))
+                    await asyncio.sleep(0)  # lets the requests go out before the reading holds the loop
                 yield [read(row) for row in page]
-            except BaseException:  # an error, or the caller stopped reading: the page asked for ahead is not wanted
-                if ahead is not None:
-                    ahead.cancel()
-                    await asyncio.gather(ahead, return_exceptions=True)
-                raise
-            if ahead is None:
-                return
-            page = await ahead
+                if not full:
+                    return
+        finally:  # the end, an error, or the caller stopped reading: the pages still asked for are not wanted
+            for ahead in asked:
+                ahead.cancel()
+            await asyncio.gather(*asked, return_exceptions=True)
 
     async def find_account(self, account_no: str) -> Account:
         """Map an account number to its account (docs/broker-api.md "Account numbers and ids"); 404-like

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from broker.client import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, BrokerClient
+from broker.client import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, PAGES_AHEAD, BrokerClient
 from config.settings import Settings, load_settings
 from funding.errors import (
     AuthenticationError,
@@ -318,13 +318,26 @@ def listed(n: int) -> dict[str, Any]:
     }
 
 
-async def test_list_transfers_asks_for_the_next_page_while_reading_this_one() -> None:
-    """The next page is requested as soon as a full page arrives, at the same offsets as one page at a time."""
-    rows = [listed(n) for n in range(2 * PAGE_SIZE)]
-    client = PagedBroker([rows[:PAGE_SIZE], rows[PAGE_SIZE:], []])
+@pytest.mark.parametrize("last", [0, 37], ids=["ends-on-a-full-page", "ends-on-a-short-page"])
+async def test_list_transfers_asks_for_the_next_pages_while_reading_this_one(last: int) -> None:
+    """After a full page the next PAGES_AHEAD pages are requested before it is read, at the offsets one page at a
+    time would ask; every row comes once, in order, and the pages asked for past the end are cancelled."""
+    rows = [listed(n) for n in range(3 * PAGE_SIZE + last)]
+    pages = [rows[k : k + PAGE_SIZE] for k in range(0, len(rows), PAGE_SIZE)]
+    client = PagedBroker(pages if last else [*pages, []])
     got = await client.list_transfers()
     assert [str(t.id) for t in got] == [r["id"] for r in rows]
-    assert client.offsets == [0, PAGE_SIZE, 2 * PAGE_SIZE]
+    asked = 4 + PAGES_AHEAD - 1  # the 4th page ends it: the ones asked for with the 3rd
+    assert client.offsets == [PAGE_SIZE * k for k in range(asked)]
+    assert client.cancelled == PAGES_AHEAD - 1
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_page_longer_than_the_limit_is_malformed() -> None:
+    """A page of more rows than ``limit`` would make the offsets asked for ahead skip or repeat rows: refused."""
+    client = PagedBroker([[listed(n) for n in range(PAGE_SIZE + 1)]])
+    with pytest.raises(MalformedDataError, match="limit"):
+        await client.list_transfers()
 
 
 async def test_list_transfers_cancels_the_next_page_when_this_one_is_malformed() -> None:
@@ -334,6 +347,6 @@ async def test_list_transfers_cancels_the_next_page_when_this_one_is_malformed()
     client = PagedBroker([page])
     with pytest.raises(MalformedDataError):
         await client.list_transfers()
-    assert client.offsets == [0, PAGE_SIZE]
-    assert client.cancelled == 1
+    assert client.offsets == [PAGE_SIZE * k for k in range(1 + PAGES_AHEAD)]
+    assert client.cancelled == PAGES_AHEAD
     assert asyncio.all_tasks() == {asyncio.current_task()}
