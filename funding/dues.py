@@ -4,9 +4,8 @@ A settle run needs, of each transfer due, its id, account, amount, remaining pay
 time; a validated :class:`~funding.models.InstantFunding` holds them in about 1 KB. :class:`Dues` keeps them,
 each given as a :class:`Listed`, in arrays (the id as its 16 bytes, cents as integers, the account as an index
 into the day's accounts): about 60 bytes a transfer, so a million due on one day take some 60 MB, not a
-gigabyte. It is a read-only sequence of
-:class:`Due` records made on access; a slice is a view, and only a settlement-sized batch is ever turned into
-records at once.
+gigabyte. It is a read-only sequence of :class:`Due` records made on access; a slice is a view, and only a
+settlement-sized batch is ever turned into records at once.
 
 Amounts are exact: one that is not a whole number of cents (none is on Alpaca's wire) is kept as its Decimal
 beside the columns.
@@ -124,7 +123,8 @@ class Dues(_Positions):
             index = self._account_index[transfer.account_no] = len(self._accounts)
             self._accounts.append(transfer.account_no)
         self._account.append(index)
-        for name, value in zip(_COLUMNS, transfer[3:6], strict=True):
+        amounts = (transfer.amount, transfer.remaining_payable, transfer.total_interest)
+        for name, value in zip(_COLUMNS, amounts, strict=True):
             cents = _whole_cents(value)
             if cents is None:
                 self._inexact[(n, name)] = value

@@ -174,7 +174,7 @@ class Transfer:
 
     @property
     def total_interest(self) -> Decimal:
-        return sum((i.amount for i in self.interests), ZERO)
+        return sum((i.amount for i in self.interests), ZERO) if self.interests else ZERO
 
     @property
     def remaining_payable(self) -> Decimal:

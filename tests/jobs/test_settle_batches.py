@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -105,99 +106,98 @@ async def test_cached_identity_is_used_without_reading_the_account(
     }
 
 
-async def settle_reading_identities(
-    sandbox: Sandbox, job_env: Any, run_worker: RunWorker, redis_client: redis.Redis, customers: int, **fault: Any
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """One transfer per customer settled at noon, every account id known (as the listener records them), no
-    identity cached, ``fault`` armed if given: the created transfers and the account reads in order (``listing``
-    for a page of ``GET /v1/accounts``, else the account number ``GET /v1/accounts/{id}`` read)."""
-    job_env(sandbox, transmitter_template='{"originator_country": "USA", "originator_bank_name": "Partner Bank"}')
-    created, deadline = await noon_on_deadline(sandbox, ["10.00"] * customers)
-    numbers = {await sandbox.account_id(no): no for no in [t["account_no"] for t in created] + [RF, SI, FW]}
-    redis_client.hset(keys.ACCOUNT_IDS, mapping={no: account_id for account_id, no in numbers.items()})
-    await sandbox.ok("DELETE", "/sandbox/requests")
-    if fault:
-        await sandbox.ok("POST", "/sandbox/faults", fault)
-    assert enqueue_phase(redis_client, "settle", deadline)
-    assert await run_worker()
-    reads = []
-    for request in (await sandbox.ok("GET", "/sandbox/requests"))["requests"]:
-        if request["method"] == "GET" and request["path"] == "/v1/accounts":
-            reads.append("listing")
-        elif request["method"] == "GET" and request["path"].startswith("/v1/accounts/"):
-            reads.append(numbers.get(request["path"].rsplit("/", 1)[1], request["path"]))
-    return created, reads
+@dataclass
+class IdentityDay:
+    """A day of one transfer per customer settled at noon with no identity cached, and what it read."""
+
+    make_sandbox: SandboxFactory
+    job_env: Any
+    run_worker: RunWorker
+    redis_client: redis.Redis
+    posted: list[list[dict[str, Any]]]
+    monkeypatch: pytest.MonkeyPatch
+
+    def list_from(self, missing: int, *, page: int | None = None, reads_per_page: int | None = None) -> None:
+        """Read identities by listing from ``missing`` on, in pages of ``page`` accounts worth ``reads_per_page``."""
+        self.monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", missing)
+        if page is not None:
+            self.monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", page)
+            self.monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", page)
+        if reads_per_page is not None:
+            self.monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", reads_per_page)
+
+    async def settle(self, customers: int, sandbox_customers: int = 10, **fault: Any) -> list[str]:
+        """Settle with every account id known (as the listener records them) and ``fault`` armed if given: the
+        account reads in order (``listing`` for a page of ``GET /v1/accounts``, else the account number
+        ``GET /v1/accounts/{id}`` read); each transfer's transmitter info is checked to carry its customer's name."""
+        sandbox = await self.make_sandbox(
+            settlement_delay_seconds=0, financial_institution=True, customers=sandbox_customers
+        )
+        self.job_env(sandbox, transmitter_template='{"originator_country": "USA", "originator_bank_name": "Bank"}')
+        created, deadline = await noon_on_deadline(sandbox, ["10.00"] * customers)
+        numbers = {await sandbox.account_id(no): no for no in [t["account_no"] for t in created] + [RF, SI, FW]}
+        self.redis_client.hset(keys.ACCOUNT_IDS, mapping={no: account_id for account_id, no in numbers.items()})
+        await sandbox.ok("DELETE", "/sandbox/requests")
+        if fault:
+            await sandbox.ok("POST", "/sandbox/faults", fault)
+        assert enqueue_phase(self.redis_client, "settle", deadline)
+        assert await self.run_worker()
+        reads = []
+        for request in (await sandbox.ok("GET", "/sandbox/requests"))["requests"]:
+            if request["method"] == "GET" and request["path"] == "/v1/accounts":
+                reads.append("listing")
+            elif request["method"] == "GET" and request["path"].startswith("/v1/accounts/"):
+                reads.append(numbers.get(request["path"].rsplit("/", 1)[1], request["path"]))
+        info = {t["instant_transfer_id"]: t["transmitter_info"] for batch in self.posted for t in batch}
+        names = ["Ada Lovelace", "Grace Lovelace", "Alan Lovelace", "Edsger Lovelace", "Barbara Lovelace"]
+        assert {i: info[i]["originator_full_name"] for i in info} == {t["id"]: names[n] for n, t in enumerate(created)}
+        settlements = (await sandbox.ok("GET", "/v1/instant_funding/settlements"))["settlements"]
+        assert [s["status"] for s in settlements] == ["COMPLETED"]
+        return reads
 
 
-def assert_each_carries_its_name(created: list[dict[str, Any]], posted: list[list[dict[str, Any]]]) -> None:
-    names = {t["instant_transfer_id"]: t["transmitter_info"]["originator_full_name"] for b in posted for t in b}
-    ada_to_barbara = ["Ada Lovelace", "Grace Lovelace", "Alan Lovelace", "Edsger Lovelace", "Barbara Lovelace"]
-    assert names == {t["id"]: ada_to_barbara[n] for n, t in enumerate(created)}
-
-
-async def test_many_missing_identities_come_from_pages_of_the_account_listing(
+@pytest.fixture
+def identity_day(
     make_sandbox: SandboxFactory,
     job_env: Any,
     run_worker: RunWorker,
     redis_client: redis.Redis,
     posted: list[list[dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> IdentityDay:
+    return IdentityDay(make_sandbox, job_env, run_worker, redis_client, posted, monkeypatch)
+
+
+async def test_many_missing_identities_come_from_pages_of_the_account_listing(identity_day: IdentityDay) -> None:
     """Enough identities missing: pages of ``GET /v1/accounts?entities=identity`` carry them (no account read one
-    by one), and every customer met on those pages is cached, owing today or not."""
-    monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", 2)
-    monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", 1)
-    monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
-    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)
-    sandbox = await make_sandbox(settlement_delay_seconds=0, financial_institution=True, customers=8)
-    created, reads = await settle_reading_identities(sandbox, job_env, run_worker, redis_client, customers=5)
-    assert_each_carries_its_name(created, posted)
+    by one), and every account met on those pages is cached, owing today or not."""
+    identity_day.list_from(2, page=3, reads_per_page=1)
+    reads = await identity_day.settle(customers=5, sandbox_customers=8)
     # pages of 3, each after the first starting at the last one's account: [SI RF FW] [FW DP 1] [1 2 3] [3 4 5]
     assert reads == ["listing"] * 4
-    cached = {k.decode() for k in redis_client.hkeys(keys.IDENTITIES)}
+    cached = {k.decode() for k in identity_day.redis_client.hkeys(keys.IDENTITIES)}
     assert cached == {f"81{n:08d}" for n in range(1, 6)} | {"7536050SI", "7536050RF", "7536050FW", "7536050DP"}
 
 
 async def test_identities_the_listing_did_not_reach_within_its_budget_are_read_one_by_one(
-    make_sandbox: SandboxFactory,
-    job_env: Any,
-    run_worker: RunWorker,
-    redis_client: redis.Redis,
-    posted: list[list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
+    identity_day: IdentityDay,
 ) -> None:
     """The listing stops at the pages worth reading the missing ones one by one; those it did not reach are read
     with ``GET /v1/accounts/{id}``, each once."""
-    monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", 2)
-    monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", 2)  # 5 missing: two pages
-    monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
-    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)
-    sandbox = await make_sandbox(settlement_delay_seconds=0, financial_institution=True)
-    created, reads = await settle_reading_identities(sandbox, job_env, run_worker, redis_client, customers=5)
-    assert_each_carries_its_name(created, posted)
+    identity_day.list_from(2, page=3, reads_per_page=2)  # 5 missing: two pages
+    reads = await identity_day.settle(customers=5)
     assert reads[:2] == ["listing"] * 2  # [SI RF FW] [FW DP 8100000001]
     assert sorted(reads[2:]) == ["8100000002", "8100000003", "8100000004", "8100000005"]
 
 
-async def test_a_refused_account_listing_leaves_the_identities_to_reads_one_by_one(
-    make_sandbox: SandboxFactory,
-    job_env: Any,
-    run_worker: RunWorker,
-    redis_client: redis.Redis,
-    posted: list[list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_refused_account_listing_leaves_the_identities_to_reads_one_by_one(identity_day: IdentityDay) -> None:
     """A listing answered 403 (a key without that permission) is not the settlement's failure: each identity is
     read by ``GET /v1/accounts/{id}`` and the settlement goes out complete."""
-    monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", 2)
-    sandbox = await make_sandbox(settlement_delay_seconds=0, financial_institution=True)
+    identity_day.list_from(2)
     fault = {"kind": "http_error", "status": 403, "path": "/v1/accounts", "method": "GET", "times": 1}
-    created, reads = await settle_reading_identities(sandbox, job_env, run_worker, redis_client, 5, **fault)
-    assert_each_carries_its_name(created, posted)
+    reads = await identity_day.settle(customers=5, **fault)
     assert reads[0] == "listing"
     assert sorted(reads[1:]) == [f"81{n:08d}" for n in range(1, 6)]
-    settlements = (await sandbox.ok("GET", "/v1/instant_funding/settlements"))["settlements"]
-    assert [s["status"] for s in settlements] == ["COMPLETED"]
 
 
 async def test_each_settlement_is_funded_for_its_own_transfers(
