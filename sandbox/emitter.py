@@ -115,10 +115,11 @@ class Emitter:
         self.logs[StreamName.JOURNALS].append(at, journal.to_account, payload, "event_id")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class _Activity:
     """What an activity event says, kept until its payload is first read (then built by calling it); its NTA
-    twin reads the same record."""
+    twin reads the same record. Never changed once appended (not frozen: that costs 1.6 µs more to build one, and
+    a settlement of 50,000 transfers builds 100,000)."""
 
     at: datetime
     account_id: str
@@ -168,7 +169,7 @@ class _Activity:
         }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class _NtaTwin:
     """The v1 NTA event of a non-trade activity (its own sequence number), built when first read."""
 
