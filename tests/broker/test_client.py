@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from broker.client import MAX_RETRY_WAIT_SECONDS, PAGE_SIZE, PAGES_AHEAD, BrokerClient
+from broker.client import MAX_RETRY_WAIT_SECONDS, BrokerClient
+from broker.paging import PAGE_SIZE, PAGES_AHEAD
 from config.settings import Settings, load_settings
 from funding.errors import (
     AuthenticationError,
@@ -117,7 +118,7 @@ async def test_account_pages_walk_the_accounts_by_creation_time_once_each(
     """account_pages pages by ``created_after`` (inclusive): oldest first, no account twice where a page ends
     inside an instant; a page all of one instant cannot move on, and the walk ends there instead of looping."""
     monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
-    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)
+    monkeypatch.setattr("broker.paging.ACCOUNTS_PAGE", 3)
     sandbox = await make_sandbox(customers=10)
     ordered = sandbox.app[RUNTIME].engine.books.in_creation_order()
     for account in ordered[3 : 3 + shared]:  # opened in the instant the 3rd one was (the order is unchanged)

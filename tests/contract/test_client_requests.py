@@ -56,7 +56,7 @@ async def test_every_request_of_a_day_is_one_the_document_describes(
     """Paths, query parameters (name, type, format, enum, minimum) and JSON bodies all fit Alpaca's document."""
     monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", 1)  # the settlements read identities by listing
     monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", 1)
-    monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", 3)  # and page on, with ``created_after``
+    monkeypatch.setattr("broker.paging.ACCOUNTS_PAGE", 3)  # and page on, with ``created_after``
     monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", 3)
     sandbox = await make_sandbox(settlement_delay_seconds=0, **BIG_JNLC)
     running = await start_listener(sandbox, streams="activities,journals,nta", limits_poll_seconds=0.2)

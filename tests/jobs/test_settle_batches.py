@@ -122,7 +122,7 @@ class IdentityDay:
         self.monkeypatch.setattr("jobs.settlements.LIST_IDENTITIES_FROM", missing)
         if page is not None:
             self.monkeypatch.setattr("sandbox.api.MAX_ACCOUNTS", page)
-            self.monkeypatch.setattr("broker.client.ACCOUNTS_PAGE", page)
+            self.monkeypatch.setattr("broker.paging.ACCOUNTS_PAGE", page)
         if reads_per_page is not None:
             self.monkeypatch.setattr("jobs.settlements.ACCOUNTS_PER_LISTED_PAGE", reads_per_page)
 
