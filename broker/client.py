@@ -225,13 +225,12 @@ class BrokerClient:
             rows.extend(page)
         return rows
 
-    async def listed_pages(self, *, status: IFStatus, deadline: date) -> AsyncIterator[list[Listed]]:
+    def listed_pages(self, *, status: IFStatus, deadline: date) -> AsyncIterator[list[Listed]]:
         """The transfers of a status due on ``deadline`` a page at a time, as a settle run keeps them
-        (:class:`~funding.dues.Listed`), the next page asked for while this one is read: a row of the usual
-        shape checked field by field without building its model (a million on a large day), any other through
-        the model."""
-        async for page in paging.transfer_pages(self.request, paging.listed, status=status, deadline=deadline):
-            yield page
+        (:class:`~funding.dues.Listed`), the next pages asked for while one is read: a row of the usual shape
+        checked field by field without building its model (a million on a large day), any other through the
+        model."""
+        return paging.transfer_pages(self.request, paging.listed, status=status, deadline=deadline)
 
     def account_pages(self, entities: str) -> AsyncIterator[list[Account]]:
         """Every account with ``entities``, a page of up to 1,000 at a time (:func:`broker.paging.account_pages`)."""

@@ -141,14 +141,14 @@ class _Activity:
     def details(self) -> dict[str, Any]:
         return dict(zip(self.detail_keys, self.detail_values, strict=True))
 
-    @property
-    def text(self) -> str:
-        """The description, written out."""
+    def text(self, details: dict[str, Any]) -> str:
+        """The description, written out (a template from ``details``, this event's)."""
         if isinstance(self.description, str):
             return self.description
-        return self.description.substitute(self.details)
+        return self.description.substitute(details)
 
     def __call__(self) -> dict[str, Any]:
+        details = self.details
         return {
             "account_id": self.account_id,
             "at": iso(self.at),
@@ -164,8 +164,8 @@ class _Activity:
             "qty": wire(self.qty) if self.qty is not None else None,
             "price": wire(self.price) if self.price is not None else None,
             "symbol": self.symbol,
-            "description": self.text,
-            "details": {"system_date": self.system_date.isoformat(), **self.details},
+            "description": self.text(details),
+            "details": {"system_date": self.system_date.isoformat(), **details},
         }
 
 
@@ -190,7 +190,7 @@ class _NtaTwin:
             "per_share_amount": None,
             "entry_type": a.activity_type,
             "symbol": a.symbol or "",
-            "description": a.text,
+            "description": a.text(a.details),
             "status": a.status,
             "group_id": None,
         }

@@ -43,10 +43,10 @@ from sandbox.state import (
 
 MAX_TRANSFERS_PER_SETTLEMENT = 50_000
 IF_COUNTERPARTY = "Alpaca (instant funding)"
+"""Ledger counterparty of memoposted buying power: Alpaca fronts it; SI pays it back at settlement."""
 MEMOPOST = Template("type: instant_funding_memopost, transfer_id: $transfer_id")
 DEPOSIT = Template("type: instant_funding_deposit, transfer_id: $transfer_id, settlement_id: $settlement_id")
 """The descriptions of a transfer's activities, written from each event's details when it is read."""
-"""Ledger counterparty of memoposted buying power: Alpaca fronts it; SI pays it back at settlement."""
 MARGIN_CALL_TIME = time(9, 0)
 LIQUIDATION_TIME = time(9, 30)
 REQUIRED_TRANSMITTER_FIELDS = (
